@@ -1,0 +1,29 @@
+/*
+ * handlers.h - the route table and the handlers it names.
+ *
+ * routes.c holds the table: one place to read what the API is.  Handlers
+ * are grouped by area in h_<area>.c.
+ */
+#ifndef CP_HANDLERS_H
+#define CP_HANDLERS_H
+
+#include <stddef.h>
+
+#include "request.h"
+#include "router.h"
+
+extern const struct route api_routes[];
+extern const size_t api_nroutes;
+
+/* reply_error() with more top-level members (JSON text) after "error". */
+void reply_error_extra(struct request *req, int status, const char *code,
+                       const char *extra, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* h_ops.c: liveness, readiness, version, metrics */
+void h_healthz(struct request *req);
+void h_readyz(struct request *req);
+void h_version(struct request *req);
+void h_metrics(struct request *req);
+
+#endif

@@ -1,0 +1,82 @@
+/*
+ * request.h - one API request: what came in and what goes out.
+ *
+ * request_handle() runs the whole life of a request inside a child of the
+ * pool: it reads the FastCGI parameters, settles the request id, checks
+ * the body's framing and content (411, 413, 415, 400) before routing,
+ * routes (404, 405), calls the handler, writes the response, and counts
+ * it in the shared metrics.  Handlers only look at the request and call
+ * one reply_*() function.
+ */
+#ifndef CP_REQUEST_H
+#define CP_REQUEST_H
+
+#include <stddef.h>
+
+#include <fcgiapp.h>
+#include <json-c/json.h>
+
+#include "buf.h"
+#include "router.h"
+
+struct conf;
+struct db;
+struct cache;
+struct metrics;
+struct migration_set;
+
+/* What a child of the pool holds for the requests it serves. */
+struct app {
+    const struct conf *conf;
+    struct metrics *metrics;
+    const struct migration_set *migrations;  /* the schema the code expects */
+    struct db *db;                           /* opened on first use */
+    struct cache *cache;                     /* opened on first use */
+};
+
+/* Open the database / cache handles on first use; CP_EUNAVAIL if down. */
+int app_db(struct app *app, struct db **out);
+int app_cache(struct app *app, struct cache **out);
+
+struct request {
+    struct app *app;
+    FCGX_Request *fcgx;
+    const char *method_name;
+    unsigned method;                 /* M_* bit, 0 when unknown */
+    const char *path;
+    const char *query;
+    char request_id[65];
+    struct route_match match;
+    struct buf body;                 /* the raw body, capped at api_max_body */
+    struct json_object *json;        /* the parsed body, or NULL */
+
+    int status;                      /* set by reply_*() */
+    int replied;
+    struct buf headers;              /* extra response header lines */
+};
+
+/* Serve one accepted FastCGI request from start to finish. */
+void request_handle(struct app *app, FCGX_Request *fcgx);
+
+/* A FastCGI parameter (HTTP_* for request headers), or NULL. */
+const char *req_param(const struct request *req, const char *name);
+
+/* Add a response header line; name and value must not contain CR/LF. */
+int req_add_header(struct request *req, const char *name, const char *value);
+
+/* Reply with a body of a given content type. */
+void reply_body(struct request *req, int status, const char *content_type,
+                const char *body, size_t len);
+
+/* Reply with a JSON text. */
+void reply_json(struct request *req, int status, const char *json, size_t len);
+
+/* Reply with the documented error shape:
+ *   {"error":{"code":"...","message":"...","request_id":"..."}}  */
+void reply_error(struct request *req, int status, const char *code,
+                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* The reason phrase of a status code. */
+const char *http_status_text(int status);
+
+#endif

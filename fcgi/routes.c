@@ -1,0 +1,18 @@
+#include "config.h"
+
+#include "handlers.h"
+
+/*
+ * Every endpoint of crosspost-api: methods, path pattern, least role,
+ * handler.  Paths are as nginx passes them (DOCUMENT_URI: decoded and
+ * normalised).  Ops endpoints sit outside /api/v1; nginx restricts
+ * /metrics to its allow list.
+ */
+const struct route api_routes[] = {
+    { M_GET, "/healthz", ROLE_PUBLIC, h_healthz },
+    { M_GET, "/readyz", ROLE_PUBLIC, h_readyz },
+    { M_GET, "/metrics", ROLE_PUBLIC, h_metrics },
+    { M_GET, "/api/v1/version", ROLE_PUBLIC, h_version },
+};
+
+const size_t api_nroutes = sizeof api_routes / sizeof api_routes[0];

@@ -1,0 +1,107 @@
+/*
+ * conf.h - the configuration of every crosspost program.
+ *
+ * One table (conf.c) declares each key: name, type, default, limits and
+ * whether it is a secret.  The same table parses the file, applies the
+ * CROSSPOST_* environment overrides, validates, and prints both the
+ * documented defaults and the effective values (secrets redacted).
+ *
+ * The file is found through, in order: the --config argument, the
+ * CROSSPOST_CONFIG environment variable, then SYSCONFDIR/crosspost/
+ * crosspost.conf (which may be absent: defaults then apply).  Its lines are
+ * `key = value`; `#` starts a comment; values may be "double quoted".
+ * Every key can be overridden by CROSSPOST_<KEY> (upper case).
+ *
+ * Sizes take k/M/G suffixes (1024-based); durations take ms/s/m/h (a bare
+ * number is seconds); modes are octal.  Durations are stored in ms.
+ */
+#ifndef CP_CONF_H
+#define CP_CONF_H
+
+#include <stdio.h>
+
+#include "buf.h"
+
+struct conf {
+    /* logging */
+    long long log_level;          /* enum cp_log_level */
+    char *log_file;               /* "" = stderr */
+
+    /* MariaDB */
+    char *db_host;
+    long long db_port;
+    char *db_socket;              /* unix socket; wins over host/port */
+    char *db_user;
+    char *db_password;            /* secret */
+    char *db_name;
+    long long db_connect_timeout; /* ms */
+    long long db_read_timeout;    /* ms */
+    long long db_write_timeout;   /* ms */
+
+    /* memcached */
+    char *memcached_servers;      /* "host:port,..." or "/path/to.sock" */
+    long long memcached_timeout;  /* ms */
+
+    /* the FastCGI pool */
+    char *api_listen;             /* "unix:/path" or "host:port" */
+    long long api_socket_mode;
+    char *api_socket_group;
+    long long api_children;
+    long long api_max_requests;   /* recycle a child after this many; 0 = never */
+    long long api_max_body;       /* bytes */
+    long long api_graceful_timeout; /* ms */
+    long long api_crash_limit;    /* abnormal exits per api_crash_window ... */
+    long long api_crash_window;   /* ms ... before respawns are throttled */
+    char *api_pid_file;
+
+    /* limits on JSON input */
+    long long json_max_depth;
+    long long json_max_string;    /* bytes */
+
+    /* outbound HTTP defaults for platform clients */
+    long long http_connect_timeout; /* ms */
+    long long http_timeout;         /* ms */
+    long long http_max_response;    /* bytes */
+
+    /* where `crosspostctl migrate` and /readyz find the schema files */
+    char *sql_dir;
+};
+
+/* Where the value of one key came from. */
+enum conf_source { CONF_FROM_DEFAULT, CONF_FROM_FILE, CONF_FROM_ENV };
+
+/*
+ * Load the configuration: defaults, then the file (see above; cli_path may
+ * be NULL), then the environment.  On failure returns CP_EINVAL, CP_EIO or
+ * CP_ENOMEM with a sentence naming the file, line and key in *err.
+ * The caller frees *out with conf_free().
+ */
+int conf_load(struct conf **out, const char *cli_path, struct buf *err);
+
+/* Load only the defaults (for tests and `crosspostctl config --defaults`). */
+int conf_defaults(struct conf **out);
+
+/* Parse configuration text as if it were a file named name (tests). */
+int conf_parse_text(struct conf *c, const char *name, const char *text,
+                    struct buf *err);
+
+/* Apply CROSSPOST_* variables from envp (NULL = the process environment). */
+int conf_apply_env(struct conf *c, char *const *envp, struct buf *err);
+
+/* Free everything; NULL is a no-op. */
+void conf_free(struct conf *c);
+
+/* The file that was read, or NULL when none was. */
+const char *conf_file_path(const struct conf *c);
+
+/* Print `key = value` lines with their source; secrets are redacted. */
+void conf_print(const struct conf *c, FILE *fp);
+
+/* Print the documented defaults with each key's help text. */
+void conf_print_defaults(FILE *fp);
+
+/* Append the value of one key as text (secrets redacted); CP_ENOTFOUND
+ * when there is no such key. */
+int conf_get_text(const struct conf *c, const char *key, struct buf *out);
+
+#endif

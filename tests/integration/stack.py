@@ -1,0 +1,256 @@
+"""A private crosspost stack for one test session.
+
+Starts MariaDB, memcached, the API pool and nginx through scripts/stack in
+a temporary directory on a free port, and gives tests small helpers to talk
+to it: HTTP through nginx, raw sockets, FastCGI straight to the pool, and
+control over each service.
+"""
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+
+ROOT = os.environ.get("CROSSPOST_SRCDIR") or os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILDDIR = os.environ.get("CROSSPOST_BUILDDIR") or os.path.join(ROOT, "build")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers          # dict, lower-case names
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return "<Response %d %r>" % (self.status, self.body[:200])
+
+
+class Stack:
+    def __init__(self, api_children=3):
+        self.var = tempfile.mkdtemp(prefix="cp-", dir="/tmp")
+        self.port = free_port()
+        self.env = dict(os.environ)
+        self.env.update({
+            "CROSSPOST_VAR": self.var,
+            "CROSSPOST_PORT": str(self.port),
+            "CROSSPOST_BUILDDIR": BUILDDIR,
+            "CROSSPOST_API_CHILDREN": str(api_children),
+        })
+        # Programs of the stack must read only the stack's configuration.
+        for key in list(self.env):
+            if key.startswith("CROSSPOST_") and key not in (
+                    "CROSSPOST_VAR", "CROSSPOST_PORT", "CROSSPOST_BUILDDIR",
+                    "CROSSPOST_API_CHILDREN", "CROSSPOST_SRCDIR"):
+                del self.env[key]
+        self.conf = os.path.join(self.var, "crosspost.conf")
+        self.api_socket = os.path.join(self.var, "run", "api.sock")
+        self.url = "http://127.0.0.1:%d" % self.port
+
+    # -- services -------------------------------------------------------
+    def run_stack(self, *args, env=None, timeout=180):
+        e = dict(self.env)
+        if env:
+            e.update(env)
+        subprocess.run([os.path.join(ROOT, "scripts", "stack")] + list(args),
+                       env=e, check=True, timeout=timeout)
+
+    def up(self):
+        self.run_stack("up")
+
+    def down(self):
+        try:
+            self.run_stack("down", timeout=120)
+        except subprocess.SubprocessError:
+            pass
+
+    def stop(self, service):
+        self.run_stack("stop", service)
+
+    def start(self, service, env=None):
+        self.run_stack("start", service, env=env)
+
+    def cleanup(self, keep):
+        if keep:
+            print("stack state kept in", self.var)
+        else:
+            shutil.rmtree(self.var, ignore_errors=True)
+
+    def pid(self, name):
+        with open(os.path.join(self.var, "run", name + ".pid")) as f:
+            return int(f.read().strip())
+
+    def api_master(self):
+        return self.pid("api")
+
+    def api_children(self):
+        out = subprocess.run(["pgrep", "-P", str(self.api_master())],
+                             capture_output=True, text=True).stdout
+        return sorted(int(p) for p in out.split())
+
+    def wait_children(self, count, timeout=15, exclude=()):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            kids = self.api_children()
+            if len(kids) == count and not set(kids) & set(exclude):
+                return kids
+            time.sleep(0.05)
+        raise AssertionError("expected %d children, have %r" % (count, self.api_children()))
+
+    def signal_api(self, sig):
+        os.kill(self.api_master(), sig)
+
+    def ctl(self, *args, env=None, check=False):
+        e = dict(self.env)
+        if env:
+            e.update(env)
+        return subprocess.run([os.path.join(BUILDDIR, "crosspostctl"), "--config", self.conf] + list(args),
+                              env=e, capture_output=True, text=True, timeout=60, check=check)
+
+    def log(self, name):
+        path = os.path.join(self.var, "log", name)
+        if not os.path.exists(path):
+            return ""
+        with open(path, errors="replace") as f:
+            return f.read()
+
+    # -- HTTP through nginx ----------------------------------------------
+    def request(self, method, path, body=None, headers=None, timeout=10, source=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout,
+                                          source_address=(source, 0) if source else None)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            r = conn.getresponse()
+            return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+        finally:
+            conn.close()
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def raw(self, data, timeout=10):
+        """Send raw bytes to nginx; return the whole answer as bytes."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+            chunks = []
+            while True:
+                try:
+                    c = s.recv(65536)
+                except ConnectionResetError:
+                    break
+                if not c:
+                    break
+                chunks.append(c)
+        return b"".join(chunks)
+
+    # -- FastCGI straight to the pool --------------------------------------
+    def fcgi(self, params, body=b"", timeout=10):
+        return fcgi_request(self.api_socket, params, body, timeout)
+
+
+def parse_raw_response(data):
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return Response(status, headers, body)
+
+
+# -- a small FastCGI client (FastCGI 1.0 responder role) -----------------
+FCGI_BEGIN_REQUEST, FCGI_END_REQUEST, FCGI_PARAMS, FCGI_STDIN, FCGI_STDOUT = 1, 3, 4, 5, 6
+
+
+def fcgi_record(rtype, content, request_id=1):
+    pad = (8 - len(content) % 8) % 8
+    return struct.pack("!BBHHBB", 1, rtype, request_id, len(content), pad, 0) + content + b"\0" * pad
+
+
+def fcgi_pair(name, value):
+    def length(n):
+        return struct.pack("!B", n) if n < 128 else struct.pack("!I", n | 0x80000000)
+    return length(len(name)) + length(len(value)) + name + value
+
+
+def fcgi_encode(params, body):
+    out = fcgi_record(FCGI_BEGIN_REQUEST, struct.pack("!HB5x", 1, 0))
+    blob = b"".join(fcgi_pair(k.encode(), v.encode() if isinstance(v, str) else v)
+                    for k, v in params.items())
+    for i in range(0, len(blob), 65535):
+        out += fcgi_record(FCGI_PARAMS, blob[i:i + 65535])
+    out += fcgi_record(FCGI_PARAMS, b"")
+    for i in range(0, len(body), 65535):
+        out += fcgi_record(FCGI_STDIN, body[i:i + 65535])
+    out += fcgi_record(FCGI_STDIN, b"")
+    return out
+
+
+def fcgi_read_response(sock):
+    buf = b""
+    stdout = b""
+    while True:
+        c = sock.recv(65536)
+        if not c:
+            break
+        buf += c
+        while len(buf) >= 8:
+            _, rtype, _, clen, plen, _ = struct.unpack("!BBHHBB", buf[:8])
+            if len(buf) < 8 + clen + plen:
+                break
+            content = buf[8:8 + clen]
+            buf = buf[8 + clen + plen:]
+            if rtype == FCGI_STDOUT:
+                stdout += content
+            elif rtype == FCGI_END_REQUEST:
+                return parse_cgi_response(stdout)
+    raise ConnectionError("connection closed before FCGI_END_REQUEST")
+
+
+def parse_cgi_response(data):
+    head, _, body = data.partition(b"\r\n\r\n")
+    headers = {}
+    status = 200
+    for line in head.decode("latin-1").split("\r\n"):
+        k, _, v = line.partition(":")
+        k = k.strip().lower()
+        if k == "status":
+            status = int(v.split()[0])
+        else:
+            headers[k] = v.strip()
+    return Response(status, headers, body)
+
+
+def fcgi_request(path, params, body=b"", timeout=10):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        s.sendall(fcgi_encode(params, body))
+        return fcgi_read_response(s)
+
+
+def cgi_params(method, path, body=b"", content_type="application/json", extra=None):
+    p = {"REQUEST_METHOD": method, "DOCUMENT_URI": path, "QUERY_STRING": "",
+         "REQUEST_ID": "%032x" % int(time.time() * 1e6)}
+    if body or method in ("POST", "PUT", "PATCH"):
+        p["CONTENT_LENGTH"] = str(len(body))
+        p["CONTENT_TYPE"] = content_type
+    if extra:
+        p.update(extra)
+    return p
