@@ -295,11 +295,15 @@ int cache_incr(struct cache *cache, const char *key, unsigned long long delta,
 
 int cache_ping(struct cache *cache)
 {
+    memcached_stat_st *stats;
     memcached_return_t rc;
 
-    /* A version request goes to every server and fails if any one does
-     * not answer (or is set aside after recent failures). */
-    rc = memcached_version(cache->mc);
+    /* A stats request is sent to every server and each answer awaited.
+     * (memcached_version() would not do: it asks a server only until it
+     * has learnt its version once.) */
+    stats = memcached_stat(cache->mc, NULL, &rc);
+    if (stats)
+        memcached_stat_free(cache->mc, stats);
     if (!memcached_success(rc)) {
         log_debug("memcached ping: %s", memcached_last_error_message(cache->mc));
         return CP_EUNAVAIL;

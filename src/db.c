@@ -54,6 +54,8 @@ struct db {
     int tx_dead;                 /* the connection was lost inside it */
     int read_committed;          /* re-applied on every new connection */
     int down_logged;             /* "cannot connect" already logged */
+    int may_have_run;            /* this attempt sent its statement */
+    int resend_ok;               /* the running call may be sent twice */
 
     struct db_stmt stmts[DB_STMT_CACHE];
     unsigned long long clock;
@@ -350,6 +352,7 @@ static int db_call(struct db *db, db_op_fn op, void *ctx)
             if (rc)
                 return rc;
         }
+        db->may_have_run = 0;
         rc = op(db, ctx);
         if (rc != DB_LOST)
             return rc;
@@ -359,6 +362,14 @@ static int db_call(struct db *db, db_op_fn op, void *ctx)
         }
         if (attempt >= 1)
             return CP_EUNAVAIL;
+        /* "Server gone" means the statement was never sent.  Any other
+         * loss after sending leaves its outcome unknown: a write must not
+         * run twice, so only reads are sent again. */
+        if (db->may_have_run && !db->resend_ok && db->last_errno != CR_SERVER_GONE_ERROR) {
+            log_warn("lost the MariaDB connection after sending a statement (%s); "
+                     "its outcome is unknown, not resending", db->last_error);
+            return CP_EUNAVAIL;
+        }
         log_warn("lost the MariaDB connection (%s); reconnecting", db->last_error);
     }
 }
@@ -426,8 +437,11 @@ static int op_ping(struct db *db, void *ctx)
 
 int db_ping(struct db *db)
 {
-    int rc = db_call(db, op_ping, NULL);
+    int rc;
 
+    db->resend_ok = 1;
+    rc = db_call(db, op_ping, NULL);
+    db->resend_ok = 0;
     return rc ? CP_EUNAVAIL : 0;
 }
 
@@ -523,6 +537,7 @@ static int stmt_execute(struct db *db, struct stmt_run *run, MYSQL_STMT **out)
             goto out;
         }
     }
+    db->may_have_run = 1;
     if (mysql_stmt_execute(stmt)) {
         rc = stmt_error(db, stmt);
         goto out;
@@ -797,7 +812,9 @@ int db_query(struct db *db, const char *sql, const struct db_param *params,
     *out = NULL;
     if (!sql || (nparams && !params))
         return CP_EINVAL;
+    db->resend_ok = 1;           /* reads are safe to send twice */
     rc = db_call(db, op_query, &run);
+    db->resend_ok = 0;
     if (rc)
         return rc;
     *out = run.result;
@@ -868,6 +885,7 @@ static int op_plain(struct db *db, void *ctx)
 {
     const char *sql = ctx;
 
+    db->may_have_run = 1;
     if (mysql_real_query(db->conn, sql, strlen(sql)))
         return conn_error(db);
     return 0;
@@ -879,7 +897,9 @@ int db_begin(struct db *db)
 
     if (db->in_tx)
         return CP_EINVAL;
+    db->resend_ok = 1;
     rc = db_call(db, op_plain, (void *)"START TRANSACTION");
+    db->resend_ok = 0;
     if (rc)
         return rc;
     db->in_tx = 1;
@@ -931,7 +951,9 @@ int db_set_read_committed(struct db *db)
 
     db->read_committed = 1;
     /* A connection made by db_call() applies it already. */
+    db->resend_ok = 1;
     rc = db_call(db, op_plain, (void *)read_committed_sql);
+    db->resend_ok = 0;
     return rc;
 }
 
@@ -959,7 +981,7 @@ int db_transaction(struct db *db, db_tx_fn fn, void *arg, int max_attempts)
             long ms = (long)(5 + next_random(db) % 46) * attempt;
 
             log_debug("transaction attempt %d failed (%s); retrying in %ld ms",
-                      attempt, db->last_error, ms);
+                      attempt, cp_strerror(rc), ms);
             pause_ms(ms);
         }
     }
@@ -974,6 +996,7 @@ static int op_script_statement(struct db *db, void *ctx)
     MYSQL_RES *res;
     int status;
 
+    db->may_have_run = 1;
     if (mysql_real_query(db->conn, stmt->data, stmt->len))
         return conn_error(db);
     do {

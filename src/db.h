@@ -6,10 +6,12 @@
  * bound, never spliced into SQL.  (db_exec_script() runs trusted schema
  * files only, for `crosspostctl migrate`.)
  *
- * Lost connections: a statement that fails with "server gone"/"lost
- * connection" outside a transaction is retried once on a new connection;
- * inside a transaction it fails with CP_ERETRY, and db_transaction() runs
- * the whole transaction again.  Deadlocks (1213) and lock wait timeouts
+ * Lost connections: outside a transaction, a statement that was never
+ * sent ("server gone") and any read are retried once on a new connection;
+ * a write whose connection died after it was sent fails with CP_EUNAVAIL,
+ * since it may have run and must not run twice.  Inside a transaction a
+ * lost connection fails with CP_ERETRY, and db_transaction() runs the
+ * whole transaction again.  Deadlocks (1213) and lock wait timeouts
  * (1205) are CP_ERETRY too.
  *
  * Error codes: CP_EUNAVAIL (cannot reach the server), CP_ERETRY (try the

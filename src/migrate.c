@@ -511,7 +511,8 @@ static int apply_one(struct db *db, const struct migration *m, FILE *log, struct
         fprintf(log, "ok (%lld ms)\n", ms);
         fflush(log);
     }
-    log_info("applied migration %s in %lld ms", m->file, ms);
+    if (!log)
+        log_info("applied migration %s in %lld ms", m->file, ms);
     return 0;
 }
 
@@ -547,8 +548,9 @@ int migrate_apply(struct db *db, const struct migration_set *set, FILE *log, str
             if (log)
                 fprintf(log, "warning: migration %llu (%s) is recorded as applied but its file "
                         "is missing\n", rows[i].version, rows[i].name ? rows[i].name : "?");
-            log_warn("migration %llu (%s) is recorded as applied but its file is missing",
-                     rows[i].version, rows[i].name ? rows[i].name : "?");
+            else
+                log_warn("migration %llu (%s) is recorded as applied but its file is missing",
+                         rows[i].version, rows[i].name ? rows[i].name : "?");
         } else if (strcmp(m->checksum, rows[i].checksum) != 0) {
             if (log)
                 fprintf(log, "changed: %s (recorded sha256 %.*s..., file %.*s...)\n", m->file,
@@ -583,7 +585,8 @@ int migrate_apply(struct db *db, const struct migration_set *set, FILE *log, str
             fprintf(log, "%zu migration%s applied; schema at version %lld\n", pending,
                     pending == 1 ? "" : "s", migration_set_latest(set));
         else
-            fprintf(log, "schema is up to date (version %lld)\n", migration_set_latest(set));
+            fprintf(log, "schema is up to date (%zu migration%s, latest version %lld)\n",
+                    set->count, set->count == 1 ? "" : "s", migration_set_latest(set));
         fflush(log);
     }
 out:
@@ -621,14 +624,14 @@ int migrate_print_status(struct db *db, const struct migration_set *set, FILE *f
             version = m->version;
             n_pending++;
             i++;
-        } else if (!m || a->version < m->version) {
+        } else if (a && (!m || a->version < m->version)) {
             state = "missing";
             name = a->name ? a->name : "?";
             version = a->version;
             when = a->applied_at ? a->applied_at : "-";
             n_missing++;
             j++;
-        } else {
+        } else if (m && a) {
             int same = strcmp(m->checksum, a->checksum) == 0;
 
             state = same ? "applied" : "CHANGED";
@@ -641,6 +644,8 @@ int migrate_print_status(struct db *db, const struct migration_set *set, FILE *f
                 n_changed++;
             i++;
             j++;
+        } else {
+            break;   /* unreachable: the loop runs while either list has rows */
         }
         fprintf(fp, "%10llu  %-40s  %-8s  %s\n", version, name, state, when);
     }

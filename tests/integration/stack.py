@@ -8,6 +8,7 @@ control over each service.
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -104,12 +105,16 @@ class Stack:
 
     def wait_children(self, count, timeout=15, exclude=()):
         deadline = time.time() + timeout
+        kids = None
         while time.time() < deadline:
-            kids = self.api_children()
-            if len(kids) == count and not set(kids) & set(exclude):
+            try:
+                kids = self.api_children()
+            except (OSError, ValueError):      # pid file not (yet) there
+                kids = None
+            if kids is not None and len(kids) == count and not set(kids) & set(exclude):
                 return kids
             time.sleep(0.05)
-        raise AssertionError("expected %d children, have %r" % (count, self.api_children()))
+        raise AssertionError("expected %d children, have %r" % (count, kids))
 
     def signal_api(self, sig):
         os.kill(self.api_master(), sig)
@@ -142,11 +147,17 @@ class Stack:
     def get(self, path, **kw):
         return self.request("GET", path, **kw)
 
-    def raw(self, data, timeout=10):
-        """Send raw bytes to nginx; return the whole answer as bytes."""
+    def raw(self, data, timeout=10, half_close=True):
+        """Send raw bytes to nginx; return the whole answer as bytes.
+
+        half_close shuts the sending side after data; a request that nginx
+        passes on to the API needs half_close=False, or nginx takes the
+        early end of the connection for a client that went away (499).
+        The request should then say "Connection: close"."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
             s.sendall(data)
-            s.shutdown(socket.SHUT_WR)
+            if half_close:
+                s.shutdown(socket.SHUT_WR)
             chunks = []
             while True:
                 try:
@@ -158,9 +169,101 @@ class Stack:
                 chunks.append(c)
         return b"".join(chunks)
 
+    def metrics(self):
+        """One scrape of /metrics, parsed (see parse_metrics)."""
+        r = self.get("/metrics")
+        if r.status != 200:
+            raise AssertionError("GET /metrics: %r" % r)
+        return parse_metrics(r.body.decode())
+
+    def metric(self, name, **labels):
+        """One sample of one scrape; 0 when the series is absent."""
+        return self.metrics().get(metric_key(name, **labels), 0.0)
+
+    def wait_for(self, what, check, timeout=15, interval=0.1):
+        """Poll check() until it returns something true; return that."""
+        deadline = time.time() + timeout
+        last = None
+        while time.time() < deadline:
+            try:
+                last = check()
+                if last:
+                    return last
+            except (OSError, http.client.HTTPException, ValueError) as e:
+                last = e
+            time.sleep(interval)
+        raise AssertionError("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
+
+    def ready(self):
+        """True when /readyz says 200."""
+        return self.get("/readyz", timeout=5).status == 200
+
+    def heal(self, children=3):
+        """Bring every service back and wait until the stack is ready with
+        a full pool; for tests that disturb the stack, in their finally."""
+        for name, pidfile in (("mariadb", "mysqld"), ("memcached", "memcached"),
+                              ("api", "api"), ("nginx", "nginx")):
+            try:
+                os.kill(self.pid(pidfile), 0)
+            except (OSError, ValueError):
+                self.start(name)
+        self.wait_children(children, timeout=40)
+        self.wait_for("/readyz 200", self.ready, timeout=30)
+
+    def restart_api(self, env=None, children=3):
+        """Stop the pool and start it again (with env, if given)."""
+        self.stop("api")
+        self.start("api", env=env)
+        return self.wait_children(children, timeout=20)
+
     # -- FastCGI straight to the pool --------------------------------------
     def fcgi(self, params, body=b"", timeout=10):
         return fcgi_request(self.api_socket, params, body, timeout)
+
+    def fcgi_connect(self, timeout=10):
+        """A connected socket to the pool, for requests sent piece by piece."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        try:
+            s.connect(self.api_socket)
+        except OSError:
+            s.close()
+            raise
+        return s
+
+
+# -- Prometheus text format -------------------------------------------------
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def metric_key(name, **labels):
+    return (name, frozenset(labels.items()))
+
+
+def parse_metrics(text):
+    """Samples of a text exposition as {(name, frozenset(labels)): value}.
+    Raises ValueError on a line that is neither a comment nor a sample."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        if not m:
+            raise ValueError("not a Prometheus sample: %r" % line)
+        labels = dict(_LABEL.findall(m.group(2) or ""))
+        out[metric_key(m.group(1), **labels)] = float(m.group(3))
+    return out
+
+
+def process_alive(pid):
+    """True while pid runs; a zombie (exited, not yet reaped) counts as gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            state = f.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 def parse_raw_response(data):
@@ -189,13 +292,22 @@ def fcgi_pair(name, value):
     return length(len(name)) + length(len(value)) + name + value
 
 
-def fcgi_encode(params, body):
-    out = fcgi_record(FCGI_BEGIN_REQUEST, struct.pack("!HB5x", 1, 0))
+def fcgi_begin():
+    return fcgi_record(FCGI_BEGIN_REQUEST, struct.pack("!HB5x", 1, 0))
+
+
+def fcgi_params_records(params):
+    """PARAMS records for params, ending with the empty one."""
+    out = b""
     blob = b"".join(fcgi_pair(k.encode(), v.encode() if isinstance(v, str) else v)
                     for k, v in params.items())
     for i in range(0, len(blob), 65535):
         out += fcgi_record(FCGI_PARAMS, blob[i:i + 65535])
-    out += fcgi_record(FCGI_PARAMS, b"")
+    return out + fcgi_record(FCGI_PARAMS, b"")
+
+
+def fcgi_encode(params, body):
+    out = fcgi_begin() + fcgi_params_records(params)
     for i in range(0, len(body), 65535):
         out += fcgi_record(FCGI_STDIN, body[i:i + 65535])
     out += fcgi_record(FCGI_STDIN, b"")
