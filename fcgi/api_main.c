@@ -9,7 +9,7 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <poll.h>
+#include <sys/epoll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,7 +70,8 @@ static int api_child(int listen_fd, void *arg)
     struct api *api = arg;
     struct app app = { api->conf, api->metrics, api->migrations, NULL, NULL };
     long long served = 0, budget = api->conf->api_max_requests;
-    struct pollfd pfd = { .fd = listen_fd, .events = POLLIN };
+    struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE };
+    int ep;
     struct sigaction sa;
     sigset_t block, waiting;
     FCGX_Request fcgx;
@@ -90,7 +91,7 @@ static int api_child(int listen_fd, void *arg)
     signal(SIGHUP, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
     /* Stop signals wait while a request is served and are taken only in
-     * ppoll(), so an in-flight request always finishes. */
+     * epoll_pwait(), so an in-flight request always finishes. */
     sigemptyset(&block);
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGQUIT);
@@ -101,8 +102,15 @@ static int api_child(int listen_fd, void *arg)
         log_error("FCGX_InitRequest failed");
         return 1;
     }
+    /* EPOLLEXCLUSIVE wakes one waiting child per connection, not all. */
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, listen_fd, &ev) < 0) {
+        log_syserr("epoll");
+        return 1;
+    }
     while (!child_stop) {
-        int rc = ppoll(&pfd, 1, NULL, &waiting);
+        struct epoll_event got;
+        int rc = epoll_pwait(ep, &got, 1, -1, &waiting);
 
         if (child_reopen) {
             child_reopen = 0;
@@ -127,6 +135,7 @@ static int api_child(int listen_fd, void *arg)
             break;
         }
     }
+    close(ep);
     db_close(app.db);
     cache_close(app.cache);
     return status;
