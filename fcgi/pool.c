@@ -268,29 +268,42 @@ static void spawn_missing(struct pool *p)
     metrics_set_children(p->metrics, count_generation(p, p->generation));
 }
 
+/* Forget crashes older than the window; once none is left the crash loop
+ * is over and children are respawned at full speed again. */
+static void prune_crashes(struct pool *p)
+{
+    long long t = now_ms(), window = (*p->confp)->api_crash_window;
+    int keep = 0;
+
+    for (int i = 0; i < p->ncrashes; i++)
+        if (t - p->crashes[i] <= window)
+            p->crashes[keep++] = p->crashes[i];
+    p->ncrashes = keep;
+    if (keep == 0 && p->backoff_ms) {
+        p->backoff_ms = 0;
+        p->respawn_at = 0;
+        log_info("crash loop over; respawning at full speed");
+    }
+}
+
 static void note_crash(struct pool *p)
 {
     const struct conf *c = *p->confp;
     long long t = now_ms();
-    int n = 0, keep = 0;
 
+    prune_crashes(p);
     if (p->ncrashes == (int)(sizeof p->crashes / sizeof p->crashes[0])) {
         memmove(p->crashes, p->crashes + 1, sizeof p->crashes - sizeof p->crashes[0]);
         p->ncrashes--;
     }
     p->crashes[p->ncrashes++] = t;
-    for (int i = 0; i < p->ncrashes; i++)
-        if (t - p->crashes[i] <= c->api_crash_window)
-            p->crashes[keep++] = p->crashes[i];
-    p->ncrashes = keep;
-    n = keep;
-    if (n >= c->api_crash_limit) {
+    if (p->ncrashes >= c->api_crash_limit) {
         p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : 1000;
         if (p->backoff_ms > BACKOFF_MAX_MS)
             p->backoff_ms = BACKOFF_MAX_MS;
         p->respawn_at = t + p->backoff_ms;
         log_error("children are crashing: %d exits in %llds; next respawn in %d ms",
-                  n, c->api_crash_window / 1000, p->backoff_ms);
+                  p->ncrashes, c->api_crash_window / 1000, p->backoff_ms);
     }
 }
 
@@ -321,8 +334,6 @@ static void reap(struct pool *p)
         }
         p->children[i] = p->children[--p->nchildren];
     }
-    if (p->backoff_ms && p->ncrashes == 0)
-        p->backoff_ms = 0;
 }
 
 static void signal_children(struct pool *p, int sig, int only_old)
@@ -439,6 +450,7 @@ int pool_run(int listen_fd, struct conf **confp, const struct pool_ops *ops,
                 p->stop_deadline = now_ms() + 60000;
             }
         } else {
+            prune_crashes(p);
             spawn_missing(p);
         }
 

@@ -165,6 +165,52 @@ def test_crash_loop_is_slowed_down_and_recovers(stack):
         stack.restart_api()
 
 
+def kill_children_at_once(stack):
+    """SIGKILL every child while the master is stopped, so that it sees the
+    exits together (one SIGCHLD) as in a real crash of the whole pool."""
+    master = stack.api_master()
+    kids = stack.api_children()
+    os.kill(master, signal.SIGSTOP)
+    try:
+        for pid in kids:
+            os.kill(pid, signal.SIGKILL)
+        wait_gone(kids, 5)
+    finally:
+        os.kill(master, signal.SIGCONT)
+    return kids
+
+
+def time_to_full_pool(stack, gone):
+    t0 = time.time()
+    stack.wait_children(3, exclude=gone, timeout=10)
+    return time.time() - t0
+
+
+def test_respawn_at_full_speed_after_crash_loop_is_over(stack):
+    window = 1.0
+    env = {"CROSSPOST_API_CRASH_WINDOW": "1s", "CROSSPOST_API_CRASH_LIMIT": "4"}
+    try:
+        stack.restart_api(env=env)
+        # 3 crashes stay under the limit: all three come back at once.
+        gone = kill_children_at_once(stack)
+        assert time_to_full_pool(stack, gone) < 0.5
+        # A crash loop (4 within the window), then quiet well past it.
+        time.sleep(window + 0.5)
+        gone = kill_children_at_once(stack)
+        stack.wait_children(3, exclude=gone, timeout=10)
+        os.kill(stack.api_children()[0], signal.SIGKILL)
+        stack.wait_for("the crash loop to be noticed",
+                       lambda: "children are crashing" in stack.log("api.log"), timeout=5)
+        stack.wait_children(3, timeout=20)
+        time.sleep(window + 1)
+        # Under the limit again: as prompt as the first time.
+        gone = kill_children_at_once(stack)
+        took = time_to_full_pool(stack, gone)
+        assert took < 0.5, "took %.1fs" % took
+    finally:
+        stack.restart_api()
+
+
 def test_fast_stop(stack):
     master = stack.api_master()
     kids = stack.api_children()
