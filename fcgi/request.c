@@ -390,13 +390,13 @@ done:
     elapsed = seconds_since(&t0);
     metrics_observe(app->metrics, req.match.index, req.status, elapsed);
     if (req.status >= 500)
-        log_kv(CP_LOG_ERROR, "request failed", "method", req.method_name, "path", req.path, NULL);
+        log_kv(CP_LOG_ERROR, "request failed", "method", req.method_name, "path", req.path, LOG_END);
     else if (log_get_level() <= CP_LOG_DEBUG) {
         char status[8], ms[32];
         snprintf(status, sizeof status, "%d", req.status);
         snprintf(ms, sizeof ms, "%.3f", elapsed * 1e3);
         log_kv(CP_LOG_DEBUG, "request", "method", req.method_name, "path", req.path,
-               "status", status, "ms", ms, NULL);
+               "status", status, "ms", ms, LOG_END);
     }
     if (req.json)
         json_object_put(req.json);

@@ -517,7 +517,7 @@ static void log_request(const struct http_request *req, const struct url_parts *
     snprintf(ms_text, sizeof ms_text, "%lld", ms);
     log_kv(CP_LOG_DEBUG, "http request", "method", req->method, "host", where->host,
            "path", where->path, "status", status_text, "ms", ms_text,
-           "result", rc ? cp_strerror(rc) : "ok", NULL);
+           "result", rc ? cp_strerror(rc) : "ok", LOG_END);
 }
 
 static int check_request(const struct http_request *req, struct http_response *resp)

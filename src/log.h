@@ -42,8 +42,11 @@ void log_set_job_id(long long job_id);
 void log_msg(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* A message with extra string fields: key, value pairs ending in NULL. */
+/* A message with extra string fields: key, value pairs ending in LOG_END. */
 void log_kv(int level, const char *msg, ...) __attribute__((sentinel));
+
+/* The sentinel of log_kv(), typed so variadic passing is well defined. */
+#define LOG_END ((const char *)NULL)
 
 /* log_msg at CP_LOG_ERROR with ": strerror(errno)" appended. */
 void log_syserr(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -181,8 +181,8 @@ static void test_level_filter(void **state)
         log_info("i");
         log_warn("w");
         log_error("e");
-        log_kv(CP_LOG_DEBUG, "kv debug", "k1", "v", NULL);
-        log_kv(CP_LOG_ERROR, "kv error", "k1", "v", NULL);
+        log_kv(CP_LOG_DEBUG, "kv debug", "k1", "v", LOG_END);
+        log_kv(CP_LOG_ERROR, "kv error", "k1", "v", LOG_END);
         read_lines();
         /* Levels min..error from log_msg, plus the error from log_kv. */
         if (nlines != (size_t)(4 - min) + 1 + (min == CP_LOG_DEBUG))
@@ -230,7 +230,7 @@ static void test_kv_redaction(void **state)
         const struct secret_case *c = &secret_cases[i];
         if (!!log_field_is_secret(c->field) != c->secret)
             fail_msg("log_field_is_secret(%s) != %d", c->field, c->secret);
-        log_kv(CP_LOG_INFO, "kv", c->field, "s3cr3t-value", NULL);
+        log_kv(CP_LOG_INFO, "kv", c->field, "s3cr3t-value", LOG_END);
     }
     read_lines();
     assert_int_equal(nlines, n);
@@ -258,7 +258,7 @@ static void test_kv_fields(void **state)
 
     start_log(CP_LOG_DEBUG);
     log_kv(CP_LOG_WARN, "request done", "method", "GET", "path", "/a\"b\\c\n",
-           "empty", NULL, "password", "pw", NULL);
+           "empty", (const char *)NULL, "password", "pw", LOG_END);
     read_lines();
     assert_int_equal(nlines, 1);
     o = parse_line(lines[0]);
@@ -294,7 +294,7 @@ static void test_awkward_messages(void **state)
     start_log(CP_LOG_DEBUG);
     for (size_t i = 0; i < n; i++) {
         log_info("%s", awkward_messages[i]);
-        log_kv(CP_LOG_INFO, awkward_messages[i], "field", awkward_messages[i], NULL);
+        log_kv(CP_LOG_INFO, awkward_messages[i], "field", awkward_messages[i], LOG_END);
     }
     read_lines();
     assert_int_equal(nlines, 2 * n);
@@ -324,7 +324,7 @@ static void test_oversized_lines(void **state)
     log_info("%s", big);
     /* A long field value passes the cap. */
     log_set_request_id("r1");
-    log_kv(CP_LOG_ERROR, "big field", "body", big, NULL);
+    log_kv(CP_LOG_ERROR, "big field", "body", big, LOG_END);
     log_info("after");
     read_lines();
     assert_int_equal(nlines, 4);
