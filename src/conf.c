@@ -107,6 +107,9 @@ static const struct conf_key keys[] = {
 
     { "sql_dir", T_STR, OFF(sql_dir), PKGDATADIR "/sql", 0, 0, 0, NULL,
       "directory of the numbered schema migrations" },
+
+    { "jwt_key_file", T_STR, OFF(jwt_key_file), SYSCONFDIR "/crosspost/jwt.key", 0, 0, 0, NULL,
+      "key that signs access tokens (crosspostctl keygen makes it; mode 0600)" },
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])

@@ -65,6 +65,9 @@ struct conf {
 
     /* where `crosspostctl migrate` and /readyz find the schema files */
     char *sql_dir;
+
+    /* identity */
+    char *jwt_key_file;           /* made by `crosspostctl keygen` */
 };
 
 /* Where the value of one key came from. */

@@ -11,24 +11,15 @@
 #include "err.h"
 #include "log.h"
 #include "migrate.h"
+#include "ctl.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "unknown"
 #endif
 
-/* Exit statuses: the operation failed / the command line or config is wrong. */
-#define EXIT_FAILED 1
-#define EXIT_USAGE 2
-
-#define ERR_MAX 8192
 /* Schema changes on a large table can take long; the migrate command
  * must not give up on the server after the API's usual read timeout. */
 #define MIGRATE_READ_TIMEOUT_MS (3600LL * 1000)
-
-struct ctl {
-    const char *config_path;     /* --config, or NULL */
-    struct conf *conf;           /* loaded on first use */
-};
 
 struct command {
     const char *name;
@@ -47,13 +38,17 @@ static const struct command commands[] = {
       "print the effective configuration (secrets redacted), or the documented defaults" },
     { "migrate", cmd_migrate, "[--status]",
       "apply pending schema migrations, or list every migration and its state" },
+    { "user", cmd_user, "add|passwd|role|disable|enable|list ...",
+      "manage accounts (crosspostctl user help)" },
+    { "keygen", cmd_keygen, "[--es256] [--force] [FILE]",
+      "create the access-token signing key (default: jwt_key_file)" },
     { "version", cmd_version, "", "print the version" },
     { "help", cmd_help, "", "show this help" },
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
-static void usage(FILE *fp)
+void usage(FILE *fp)
 {
     fprintf(fp, "usage: crosspostctl [--config FILE] COMMAND [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < NCOMMANDS; i++) {
@@ -69,9 +64,7 @@ static void usage(FILE *fp)
                 "configuration error\n");
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int usage_error(const char *fmt, ...)
+int usage_error(const char *fmt, ...)
 {
     va_list ap;
 
@@ -84,8 +77,7 @@ static int usage_error(const char *fmt, ...)
     return EXIT_USAGE;
 }
 
-/* Load the configuration once; NULL (after telling the user) on error. */
-static struct conf *ctl_conf(struct ctl *ctl)
+struct conf *ctl_conf(struct ctl *ctl)
 {
     struct buf err;
     int rc;

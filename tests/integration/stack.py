@@ -119,12 +119,15 @@ class Stack:
     def signal_api(self, sig):
         os.kill(self.api_master(), sig)
 
-    def ctl(self, *args, env=None, check=False):
+    def ctl(self, *args, env=None, check=False, input_text=None):
         e = dict(self.env)
         if env:
             e.update(env)
+        if input_text is not None and not input_text.endswith("\n"):
+            input_text += "\n"
         return subprocess.run([os.path.join(BUILDDIR, "crosspostctl"), "--config", self.conf] + list(args),
-                              env=e, capture_output=True, text=True, timeout=60, check=check)
+                              env=e, capture_output=True, text=True, timeout=60, check=check,
+                              input=input_text if input_text is not None else "")
 
     def log(self, name):
         path = os.path.join(self.var, "log", name)
@@ -366,3 +369,13 @@ def cgi_params(method, path, body=b"", content_type="application/json", extra=No
     if extra:
         p.update(extra)
     return p
+
+
+def stack_sql(stack, query):
+    """Run SQL as the database administrator of the stack; rows as lists."""
+    out = subprocess.run(["mariadb", "--no-defaults", "--socket", os.path.join(stack.var, "run", "mysqld.sock"),
+                          "-u", os.environ.get("USER") or subprocess.run(["id", "-un"], capture_output=True,
+                                                                         text=True).stdout.strip(),
+                          "--batch", "--skip-column-names", "crosspost", "-e", query],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    return [line.split("\t") for line in out.splitlines()]

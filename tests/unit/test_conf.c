@@ -33,7 +33,7 @@ static const char *const all_keys[] = {
     "api_max_requests", "api_max_body", "api_graceful_timeout",
     "api_crash_limit", "api_crash_window", "api_pid_file",
     "json_max_depth", "json_max_string", "http_connect_timeout",
-    "http_timeout", "http_max_response", "sql_dir",
+    "http_timeout", "http_max_response", "sql_dir", "jwt_key_file",
 };
 #define NKEYS (sizeof all_keys / sizeof all_keys[0])
 

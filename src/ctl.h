@@ -1,0 +1,36 @@
+/*
+ * ctl.h - what the commands of crosspostctl share.
+ *
+ * crosspostctl.c holds main() and the command table; each group of
+ * commands lives in its own ctl_*.c file.
+ */
+#ifndef CP_CTL_H
+#define CP_CTL_H
+
+#include <stdio.h>
+
+#include "conf.h"
+
+/* Exit statuses: the operation failed / the command line or config is wrong. */
+#define EXIT_FAILED 1
+#define EXIT_USAGE 2
+
+#define ERR_MAX 8192
+
+struct ctl {
+    const char *config_path;     /* --config, or NULL */
+    struct conf *conf;           /* loaded on first use */
+};
+
+/* Load the configuration once; NULL (after telling the user) on error. */
+struct conf *ctl_conf(struct ctl *ctl);
+
+/* Print "crosspostctl: <message>" and the usage; returns EXIT_USAGE. */
+int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void usage(FILE *fp);
+
+/* ctl_users.c */
+int cmd_user(struct ctl *ctl, int argc, char **argv);
+int cmd_keygen(struct ctl *ctl, int argc, char **argv);
+
+#endif
