@@ -26,6 +26,7 @@
 #include "metrics.h"
 #include "migrate.h"
 #include "pool.h"
+#include "token.h"
 #include "request.h"
 #include "handlers.h"
 
@@ -34,7 +35,11 @@ struct api {
     struct conf *conf;
     struct metrics *metrics;
     struct migration_set *migrations;
+    struct token_key *token_key;
 };
+
+/* Tolerated clock skew between API hosts when checking token times. */
+#define TOKEN_LEEWAY_S 30
 
 static volatile sig_atomic_t child_stop, child_reopen;
 
@@ -68,7 +73,16 @@ static void finish_request(FCGX_Request *fcgx)
 static int api_child(int listen_fd, void *arg)
 {
     struct api *api = arg;
-    struct app app = { api->conf, api->metrics, api->migrations, NULL, NULL };
+    struct app app = {
+        .conf = api->conf, .metrics = api->metrics, .migrations = api->migrations,
+        .token_key = api->token_key,
+        .token_policy = {
+            .issuer = api->conf->public_url,
+            .audience = api->conf->jwt_audience,
+            .ttl_s = api->conf->access_token_ttl / 1000,
+            .leeway_s = TOKEN_LEEWAY_S,
+        },
+    };
     long long served = 0, budget = api->conf->api_max_requests;
     struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE };
     int ep;
@@ -141,6 +155,30 @@ static int api_child(int listen_fd, void *arg)
     return status;
 }
 
+/* The signing key: without a strong one no access token can be trusted,
+ * so the service does not start (or, on reload, keeps the old key). */
+static int load_token_key(struct api *api, const struct conf *c)
+{
+    struct token_key *key = NULL;
+    struct buf err;
+    int rc;
+
+    buf_init(&err, 1024);
+    rc = token_key_load(c->jwt_key_file, &key, &err);
+    if (rc) {
+        log_error("jwt_key_file %s: %s (create one with: crosspostctl keygen)", c->jwt_key_file,
+                  err.len ? buf_str(&err) : cp_strerror(rc));
+        fprintf(stderr, "crosspost-api: jwt_key_file %s: %s (create one with: crosspostctl keygen)\n",
+                c->jwt_key_file, err.len ? buf_str(&err) : cp_strerror(rc));
+        buf_free(&err);
+        return rc;
+    }
+    buf_free(&err);
+    token_key_free(api->token_key);
+    api->token_key = key;
+    return 0;
+}
+
 static void load_migrations(struct api *api)
 {
     struct buf err;
@@ -169,6 +207,11 @@ static int api_reload(void *arg, struct conf **confp)
         return rc;
     }
     buf_free(&err);
+    rc = load_token_key(api, fresh);
+    if (rc) {
+        conf_free(fresh);
+        return rc;
+    }
     /* Children still running under the old configuration have their own
      * copy (fork), so the master's can go. */
     conf_free(*confp);
@@ -225,8 +268,13 @@ int main(int argc, char **argv)
         return 2;
     }
     buf_free(&err);
+    if (load_token_key(&api, api.conf)) {
+        conf_free(api.conf);
+        return 2;
+    }
     if (check) {
         printf("configuration ok\n");
+        token_key_free(api.token_key);
         conf_free(api.conf);
         return 0;
     }
@@ -269,6 +317,7 @@ int main(int argc, char **argv)
         unlink(api.conf->api_pid_file);
     metrics_destroy(api.metrics);
     migration_set_free(api.migrations);
+    token_key_free(api.token_key);
     conf_free(api.conf);
     return rc ? 1 : 0;
 }

@@ -26,4 +26,12 @@ void h_readyz(struct request *req);
 void h_version(struct request *req);
 void h_metrics(struct request *req);
 
+/* h_auth.c: sign-in, sessions, the caller's own account */
+void h_login(struct request *req);
+void h_signup(struct request *req);
+void h_refresh(struct request *req);
+void h_logout(struct request *req);
+void h_me(struct request *req);
+void h_me_password(struct request *req);
+
 #endif

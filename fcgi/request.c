@@ -14,6 +14,7 @@
 #include "conf.h"
 #include "db.h"
 #include "err.h"
+#include "auth.h"
 #include "handlers.h"
 #include "json.h"
 #include "log.h"
@@ -85,6 +86,39 @@ const char *http_status_text(int status)
 const char *req_param(const struct request *req, const char *name)
 {
     return FCGX_GetParam(name, req->fcgx->envp);
+}
+
+const char *req_client_addr(const struct request *req)
+{
+    const char *a = req_param(req, "REMOTE_ADDR");
+
+    return a ? a : "";
+}
+
+int body_string(struct request *req, const char *key, size_t max, const char **out)
+{
+    int rc;
+
+    *out = NULL;
+    if (!req->json || !json_object_is_type(req->json, json_type_object)) {
+        reply_error(req, 400, "invalid_body", "The request body must be a JSON object.");
+        return 1;
+    }
+    rc = json_get_string(req->json, key, out);
+    if (rc == CP_ENOTFOUND) {
+        reply_error(req, 400, "missing_field", "The field \"%s\" is required.", key);
+        return 1;
+    }
+    if (rc) {
+        reply_error(req, 400, "invalid_field", "The field \"%s\" must be a string.", key);
+        return 1;
+    }
+    if (strlen(*out) > max) {
+        reply_error(req, 400, "invalid_field", "The field \"%s\" is longer than %zu bytes.", key, max);
+        *out = NULL;
+        return 1;
+    }
+    return 0;
 }
 
 static int header_value_ok(const char *s)
@@ -325,6 +359,42 @@ static int read_body(struct request *req)
     return 0;
 }
 
+/* Credentials and role for a protected route; 0 to go on, or 1 when a
+ * refusal was sent: 401 without or with bad credentials, 403 when the
+ * role is too low, 503 when the database cannot say. */
+static int authorize(struct request *req)
+{
+    struct principal p;
+    const char *why = "";
+    int rc = auth_principal(req, &p, &why);
+
+    if (rc == CP_ENOTFOUND) {
+        req_add_header(req, "WWW-Authenticate", "Bearer");
+        reply_error(req, 401, "unauthenticated", "Sign in first: send Authorization: Bearer <token>.");
+        return 1;
+    }
+    if (rc == CP_EUNAVAIL) {
+        reply_error(req, 503, "unavailable", "The database is not answering; try again shortly.");
+        return 1;
+    }
+    if (rc) {
+        log_kv(CP_LOG_INFO, "credentials refused", "why", why, LOG_END);
+        req_add_header(req, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+        reply_error(req, 401, "invalid_token", "The access token is not valid; sign in again.");
+        return 1;
+    }
+    req->authenticated = 1;
+    req->user_id = p.user_id;
+    req->user_role = p.role;
+    req->session_id = p.session_id;
+    memcpy(req->user_email, p.email, sizeof req->user_email);
+    if (auth_role_rank(p.role) < req->match.route->role) {
+        reply_error(req, 403, "forbidden", "Your role may not use this endpoint.");
+        return 1;
+    }
+    return 0;
+}
+
 static double seconds_since(const struct timespec *t0)
 {
     struct timespec t1;
@@ -376,12 +446,8 @@ void request_handle(struct app *app, FCGX_Request *fcgx)
         reply_error(&req, 405, "method_not_allowed", "%s accepts %s.", req.path, allow);
         goto done;
     }
-    if (req.match.route->role != ROLE_PUBLIC) {
-        /* Credentials are checked by the identity layer; without it no
-         * protected route can be reached. */
-        reply_error(&req, 401, "unauthenticated", "This endpoint needs credentials.");
+    if (req.match.route->role != ROLE_PUBLIC && authorize(&req))
         goto done;
-    }
     req.match.route->handler(&req);
     if (!req.replied)
         reply_error(&req, 500, "internal", "The server produced no answer.");

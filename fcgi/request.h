@@ -18,6 +18,8 @@
 
 #include "buf.h"
 #include "router.h"
+#include "token.h"
+#include "users.h"
 
 struct conf;
 struct db;
@@ -32,6 +34,8 @@ struct app {
     const struct migration_set *migrations;  /* the schema the code expects */
     struct db *db;                           /* opened on first use */
     struct cache *cache;                     /* opened on first use */
+    const struct token_key *token_key;       /* signs and checks access tokens */
+    struct token_policy token_policy;
 };
 
 /* Open the database / cache handles on first use; CP_EUNAVAIL if down. */
@@ -49,6 +53,13 @@ struct request {
     struct route_match match;
     struct buf body;                 /* the raw body, capped at api_max_body */
     struct json_object *json;        /* the parsed body, or NULL */
+
+    /* Who is calling, for routes that need credentials. */
+    int authenticated;
+    long long user_id;
+    enum user_role user_role;
+    long long session_id;
+    char user_email[EMAIL_MAX + 1];
 
     int status;                      /* set by reply_*() */
     int replied;
@@ -75,6 +86,14 @@ void reply_json(struct request *req, int status, const char *json, size_t len);
  *   {"error":{"code":"...","message":"...","request_id":"..."}}  */
 void reply_error(struct request *req, int status, const char *code,
                  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* The client's address as nginx saw it ("" when unknown). */
+const char *req_client_addr(const struct request *req);
+
+/* A string member of the JSON body object, at most max bytes.  On any
+ * problem (no body, not an object, missing, wrong type, too long) replies
+ * 400 naming the field and returns non-zero. */
+int body_string(struct request *req, const char *key, size_t max, const char **out);
 
 /* The reason phrase of a status code. */
 const char *http_status_text(int status);

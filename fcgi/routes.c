@@ -13,6 +13,13 @@ const struct route api_routes[] = {
     { M_GET, "/readyz", ROLE_PUBLIC, h_readyz },
     { M_GET, "/metrics", ROLE_PUBLIC, h_metrics },
     { M_GET, "/api/v1/version", ROLE_PUBLIC, h_version },
+
+    { M_POST, "/api/v1/auth/login", ROLE_PUBLIC, h_login },
+    { M_POST, "/api/v1/auth/signup", ROLE_PUBLIC, h_signup },
+    { M_POST, "/api/v1/auth/refresh", ROLE_PUBLIC, h_refresh },
+    { M_POST, "/api/v1/auth/logout", ROLE_PUBLIC, h_logout },
+    { M_GET, "/api/v1/me", ROLE_USER, h_me },
+    { M_POST, "/api/v1/me/password", ROLE_USER, h_me_password },
 };
 
 const size_t api_nroutes = sizeof api_routes / sizeof api_routes[0];

@@ -45,6 +45,7 @@ static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL
 #define MB (1024LL * 1024)
 #define GB (1024LL * 1024 * 1024)
 #define SEC 1000LL
+#define DAY (24 * 3600 * SEC)
 
 static const struct conf_key keys[] = {
     { "log_level", T_ENUM, OFF(log_level), "info", 0, 3, 0, log_levels,
@@ -110,6 +111,18 @@ static const struct conf_key keys[] = {
 
     { "jwt_key_file", T_STR, OFF(jwt_key_file), SYSCONFDIR "/crosspost/jwt.key", 0, 0, 0, NULL,
       "key that signs access tokens (crosspostctl keygen makes it; mode 0600)" },
+    { "public_url", T_STR, OFF(public_url), "http://127.0.0.1:8080", 0, 0, 0, NULL,
+      "the URL browsers use to reach crosspost: token issuer and the only origin allowed to refresh" },
+    { "jwt_audience", T_STR, OFF(jwt_audience), "crosspost-api", 0, 0, 0, NULL,
+      "audience claim of access tokens" },
+    { "access_token_ttl", T_DURATION, OFF(access_token_ttl), "15m", 60 * SEC, 15 * 60 * SEC, 0, NULL,
+      "lifetime of an access token" },
+    { "session_lifetime", T_DURATION, OFF(session_lifetime), "30d", 3600 * SEC, 365 * DAY, 0, NULL,
+      "absolute lifetime of a sign-in (refresh tokens rotate within it)" },
+    { "session_cookie_secure", T_BOOL, OFF(session_cookie_secure), "yes", 0, 1, 0, NULL,
+      "mark the refresh cookie Secure; turn off only for local development over plain http" },
+    { "signup_enabled", T_BOOL, OFF(signup_enabled), "no", 0, 1, 0, NULL,
+      "let anyone create an account with POST /api/v1/auth/signup" },
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -226,15 +239,16 @@ static int parse_value(const struct conf_key *k, const char *s, long long *num,
     case T_DURATION: {
         long long mult = SEC;
         if (parse_number(s, &v, &rest)) {
-            *why = "is not a duration such as 250ms, 30s, 5m or 1h";
+            *why = "is not a duration such as 250ms, 30s, 5m, 1h or 30d";
             return CP_EINVAL;
         }
         if (!strcmp(rest, "ms")) mult = 1;
         else if (!strcmp(rest, "s") || !*rest) mult = SEC;
         else if (!strcmp(rest, "m")) mult = 60 * SEC;
         else if (!strcmp(rest, "h")) mult = 3600 * SEC;
+        else if (!strcmp(rest, "d")) mult = DAY;
         else {
-            *why = "is not a duration such as 250ms, 30s, 5m or 1h";
+            *why = "is not a duration such as 250ms, 30s, 5m, 1h or 30d";
             return CP_EINVAL;
         }
         if (scale(v, mult, &v)) {
@@ -569,7 +583,8 @@ static void format_value(const struct conf_key *k, const char *field, struct buf
         else buf_printf(out, "%lld", v);
         break;
     case T_DURATION:
-        if (v && v % (3600 * SEC) == 0) buf_printf(out, "%lldh", v / (3600 * SEC));
+        if (v && v % DAY == 0) buf_printf(out, "%lldd", v / DAY);
+        else if (v && v % (3600 * SEC) == 0) buf_printf(out, "%lldh", v / (3600 * SEC));
         else if (v && v % (60 * SEC) == 0) buf_printf(out, "%lldm", v / (60 * SEC));
         else if (v && v % SEC == 0) buf_printf(out, "%llds", v / SEC);
         else buf_printf(out, "%lldms", v);

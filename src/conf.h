@@ -68,6 +68,12 @@ struct conf {
 
     /* identity */
     char *jwt_key_file;           /* made by `crosspostctl keygen` */
+    char *public_url;             /* how browsers reach crosspost; the token issuer */
+    char *jwt_audience;
+    long long access_token_ttl;   /* ms, at most 15 minutes */
+    long long session_lifetime;   /* ms: absolute lifetime of a refresh-token family */
+    long long session_cookie_secure; /* bool: Secure flag on the refresh cookie */
+    long long signup_enabled;     /* bool */
 };
 
 /* Where the value of one key came from. */

@@ -586,8 +586,8 @@ static int valid_policy(const struct token_policy *pol)
 }
 
 int token_issue(const struct token_key *key, const struct token_policy *pol,
-                const char *sub, const char *cpt, long long now,
-                char *out, size_t out_cap, struct token_claims *claims)
+                const char *sub, const char *cpt, long long sid, long long ver,
+                long long now, char *out, size_t out_cap, struct token_claims *claims)
 {
     struct token_claims c;
     unsigned char rnd[JTI_BYTES];
@@ -603,7 +603,7 @@ int token_issue(const struct token_key *key, const struct token_policy *pol,
     if (!key || !valid_policy(pol) || !sub || !cpt || !out)
         return CP_EINVAL;
     /* Issue nothing token_verify() would refuse. */
-    if (!valid_sub(sub) || !*cpt || strlen(cpt) >= sizeof c.cpt)
+    if (!valid_sub(sub) || !*cpt || strlen(cpt) >= sizeof c.cpt || sid < 1 || ver < 1)
         return CP_EINVAL;
     if (now <= 0 || now > LONG_MAX - TTL_MAX_S)
         return CP_EINVAL;
@@ -614,6 +614,8 @@ int token_issue(const struct token_key *key, const struct token_policy *pol,
     c.iat = now;
     c.nbf = now;
     c.exp = now + pol->ttl_s;
+    c.sid = sid;
+    c.ver = ver;
     rc = crypto_random(rnd, sizeof rnd);
     if (rc)
         return rc;
@@ -635,7 +637,8 @@ int token_issue(const struct token_key *key, const struct token_policy *pol,
     if (jwt_add_grant(jwt, "iss", pol->issuer) || jwt_add_grant(jwt, "aud", pol->audience) ||
         jwt_add_grant(jwt, "sub", c.sub) || jwt_add_grant_int(jwt, "iat", (long)c.iat) ||
         jwt_add_grant_int(jwt, "nbf", (long)c.nbf) || jwt_add_grant_int(jwt, "exp", (long)c.exp) ||
-        jwt_add_grant(jwt, "jti", c.jti) || jwt_add_grant(jwt, "cpt", c.cpt))
+        jwt_add_grant(jwt, "jti", c.jti) || jwt_add_grant(jwt, "cpt", c.cpt) ||
+        jwt_add_grant_int(jwt, "sid", (long)c.sid) || jwt_add_grant_int(jwt, "ver", (long)c.ver))
         goto done;
     text = jwt_encode_str(jwt);
     if (!text) {
@@ -744,8 +747,14 @@ static int check_claims(struct json_object *payload, const struct token_policy *
         get_string_claim(payload, "cpt", &cpt, why, "cpt missing", "cpt is not a string") ||
         get_time_claim(payload, "iat", &c->iat, why, "iat missing", "iat is not an integer") ||
         get_time_claim(payload, "nbf", &c->nbf, why, "nbf missing", "nbf is not an integer") ||
-        get_time_claim(payload, "exp", &c->exp, why, "exp missing", "exp is not an integer"))
+        get_time_claim(payload, "exp", &c->exp, why, "exp missing", "exp is not an integer") ||
+        get_time_claim(payload, "sid", &c->sid, why, "sid missing", "sid is not an integer") ||
+        get_time_claim(payload, "ver", &c->ver, why, "ver missing", "ver is not an integer"))
         return CP_EINVAL;
+    if (c->sid < 1 || c->ver < 1) {
+        *why = "sid or ver out of range";
+        return CP_EINVAL;
+    }
 
     if (strcmp(iss, pol->issuer) != 0) {
         *why = "wrong issuer";

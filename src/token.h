@@ -16,6 +16,10 @@
  *                 future, exp - iat no longer than the policy allows
  *   cpt           crosspost's token type ("access"), so a token minted for
  *                 one purpose never passes for another
+ *   sid, ver      JSON integers >= 1: the session (refresh-token family) the
+ *                 token belongs to and the user's token version when it was
+ *                 issued, so ending a session or raising the version ends
+ *                 the token at once
  *
  * Key files (made by token_key_generate, `crosspostctl keygen`):
  *   HS256: one line "hs256:" followed by the base64url of >= 32 random bytes
@@ -49,6 +53,7 @@ struct token_claims {
     char jti[48];
     char cpt[16];
     long long iat, nbf, exp;
+    long long sid, ver;
 };
 
 /* Load a key file; *err says why it was refused.  CP_EIO (unreadable),
@@ -61,11 +66,12 @@ enum token_alg token_key_alg(const struct token_key *key);
  * unless force is set.  CP_ECONFLICT when it exists. */
 int token_key_generate(enum token_alg alg, const char *path, int force, struct buf *err);
 
-/* Issue a token for sub of type cpt at time now (unix seconds).  The token
- * text goes to out; claims (may be NULL) receives what was signed. */
+/* Issue a token for sub of type cpt in session sid at token version ver,
+ * at time now (unix seconds).  The token text goes to out; claims (may be
+ * NULL) receives what was signed. */
 int token_issue(const struct token_key *key, const struct token_policy *pol,
-                const char *sub, const char *cpt, long long now,
-                char *out, size_t out_cap, struct token_claims *claims);
+                const char *sub, const char *cpt, long long sid, long long ver,
+                long long now, char *out, size_t out_cap, struct token_claims *claims);
 
 /* Verify a token of type want_cpt at time now.  0 and *claims filled, or
  * CP_EINVAL with a short reason in *why (for logs, not for clients). */

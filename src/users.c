@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "sessions.h"
 #include "users.h"
 
 static const char *const role_names[] = { "user", "operator", "admin" };
@@ -150,9 +151,10 @@ static int exec_for_user(struct db *db, const char *sql, struct db_param *p, siz
 int user_set_password(struct db *db, long long id, const char *password_hash)
 {
     struct db_param p[] = { DB_STR(password_hash), DB_I64(id) };
+    int rc = exec_for_user(db, "UPDATE users SET password_hash = ?, token_version = token_version + 1 "
+                               "WHERE id = ?", p, 2);
 
-    return exec_for_user(db, "UPDATE users SET password_hash = ?, token_version = token_version + 1 "
-                             "WHERE id = ?", p, 2);
+    return rc ? rc : session_end_all(db, id, "password");
 }
 
 int user_update_hash(struct db *db, long long id, const char *password_hash)
@@ -165,8 +167,9 @@ int user_update_hash(struct db *db, long long id, const char *password_hash)
 int user_revoke_sessions(struct db *db, long long id)
 {
     struct db_param p[] = { DB_I64(id) };
+    int rc = exec_for_user(db, "UPDATE users SET token_version = token_version + 1 WHERE id = ?", p, 1);
 
-    return exec_for_user(db, "UPDATE users SET token_version = token_version + 1 WHERE id = ?", p, 1);
+    return rc ? rc : session_end_all(db, id, "revoked");
 }
 
 /*
@@ -206,13 +209,15 @@ static int admin_change_tx(struct db *db, void *arg)
 
     if (ch->kind == CHANGE_ROLE) {
         struct db_param p[] = { DB_STR(user_role_name(ch->role)), DB_I64(ch->id) };
-        return exec_for_user(db, "UPDATE users SET role = ?, token_version = token_version + 1 "
-                                 "WHERE id = ?", p, 2);
+        rc = exec_for_user(db, "UPDATE users SET role = ?, token_version = token_version + 1 "
+                               "WHERE id = ?", p, 2);
+        return rc ? rc : session_end_all(db, ch->id, "role");
     }
     if (ch->kind == CHANGE_DISABLED) {
         struct db_param p[] = { DB_I64(ch->disabled ? 1 : 0), DB_I64(ch->id) };
-        return exec_for_user(db, "UPDATE users SET disabled = ?, token_version = token_version + 1 "
-                                 "WHERE id = ?", p, 2);
+        rc = exec_for_user(db, "UPDATE users SET disabled = ?, token_version = token_version + 1 "
+                               "WHERE id = ?", p, 2);
+        return rc || !ch->disabled ? rc : session_end_all(db, ch->id, "disabled");
     }
     struct db_param p[] = { DB_I64(ch->id) };
     return exec_for_user(db, "DELETE FROM users WHERE id = ?", p, 1);

@@ -3,7 +3,9 @@
  *
  * Emails are normalised (trimmed, ASCII lower-cased) before they are
  * stored or looked up.  Every change that must end existing sessions
- * (password, role, disabling) raises token_version in the same statement.
+ * (password, role, disabling) raises token_version, which ends every
+ * access token at once, and revokes the user's sessions, which ends every
+ * refresh token.
  * Changes that would leave no enabled admin are refused (CP_ECONFLICT), so
  * an installation cannot lock itself out.
  */

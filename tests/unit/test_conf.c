@@ -33,7 +33,9 @@ static const char *const all_keys[] = {
     "api_max_requests", "api_max_body", "api_graceful_timeout",
     "api_crash_limit", "api_crash_window", "api_pid_file",
     "json_max_depth", "json_max_string", "http_connect_timeout",
-    "http_timeout", "http_max_response", "sql_dir", "jwt_key_file",
+    "http_timeout", "http_max_response", "sql_dir", "jwt_key_file", "public_url",
+    "jwt_audience", "access_token_ttl", "session_lifetime", "session_cookie_secure",
+    "signup_enabled",
 };
 #define NKEYS (sizeof all_keys / sizeof all_keys[0])
 
@@ -147,8 +149,10 @@ static const struct line_case line_cases[] = {
     { "api_max_body = 512", CP_EINVAL, "is out of range (allowed: 1024 to 67108864 bytes)" },
     { "api_max_body = 100G", CP_EINVAL, "is out of range" },
     { "api_max_body = 99999999999G", CP_EINVAL, "is out of range" },
-    { "db_read_timeout = 5 minutes", CP_EINVAL, "is not a duration such as 250ms, 30s, 5m or 1h" },
-    { "db_read_timeout = 5d", CP_EINVAL, "is not a duration" },
+    { "db_read_timeout = 5 minutes", CP_EINVAL, "is not a duration such as 250ms, 30s, 5m, 1h or 30d" },
+    { "db_read_timeout = 5w", CP_EINVAL, "is not a duration" },
+    { "db_read_timeout = 5d", CP_EINVAL, "is out of range" },
+    { "session_lifetime = 7d", 0, "session_lifetime=7d" },
     { "db_read_timeout = 10ms", CP_EINVAL, "is out of range (allowed: 1000ms to 3600000ms)" },
     { "db_read_timeout = -5s", CP_EINVAL, "is out of range" },
     { "api_socket_mode = 0999", CP_EINVAL, "is not an octal mode such as 0660" },

@@ -169,10 +169,10 @@ static const char *hdr_hs = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
  * added (not present before) or removed (value == NULL). */
 static void make_payload(char *out, size_t cap, const char *name, const char *value)
 {
-    static const char *names[] = { "iss", "aud", "sub", "iat", "nbf", "exp", "jti", "cpt" };
+    static const char *names[] = { "iss", "aud", "sub", "iat", "nbf", "exp", "jti", "cpt", "sid", "ver" };
     static const char *values[] = {
         "\"" ISS "\"", "\"" AUD "\"", "\"42\"", "1700000000", "1700000000", "1700000600",
-        "\"" JTI "\"", "\"access\"",
+        "\"" JTI "\"", "\"access\"", "5", "1",
     };
     struct buf b;
     int replaced = 0;
@@ -351,11 +351,11 @@ static const struct verify_case verify_cases[] = {
     { "nbf at the leeway", NULL, "nbf", "1700000030", NULL, SIGN_HS, 0, 0, NULL },
     { "iat in the future", NULL, NULL, NULL,
       "{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":\"42\",\"iat\":1700000031,"
-      "\"nbf\":1700000000,\"exp\":1700000600,\"jti\":\"" JTI "\",\"cpt\":\"access\"}",
+      "\"nbf\":1700000000,\"exp\":1700000600,\"jti\":\"" JTI "\",\"cpt\":\"access\",\"sid\":5,\"ver\":1}",
       SIGN_HS, 0, 0, "issued in the future" },
     { "iat at the leeway", NULL, NULL, NULL,
       "{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":\"42\",\"iat\":1700000030,"
-      "\"nbf\":1700000000,\"exp\":1700000600,\"jti\":\"" JTI "\",\"cpt\":\"access\"}",
+      "\"nbf\":1700000000,\"exp\":1700000600,\"jti\":\"" JTI "\",\"cpt\":\"access\",\"sid\":5,\"ver\":1}",
       SIGN_HS, 0, 0, NULL },
     { "before iat, within leeway", NULL, NULL, NULL, NULL, SIGN_HS, 0, NOW - 30, NULL },
     { "before iat, past leeway", NULL, NULL, NULL, NULL, SIGN_HS, 0, NOW - 31, "not yet valid" },
@@ -363,11 +363,11 @@ static const struct verify_case verify_cases[] = {
     { "lifetime at policy", NULL, "exp", "1700000600", NULL, SIGN_HS, 0, 0, NULL },
     { "exp at int64 max, iat far past", NULL, NULL, NULL,
       "{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":\"42\",\"iat\":-9223372036854775807,"
-      "\"nbf\":0,\"exp\":9223372036854775807,\"jti\":\"" JTI "\",\"cpt\":\"access\"}",
+      "\"nbf\":0,\"exp\":9223372036854775807,\"jti\":\"" JTI "\",\"cpt\":\"access\",\"sid\":5,\"ver\":1}",
       SIGN_HS, 0, 0, "lifetime longer than policy" },
     { "exp before iat", NULL, NULL, NULL,
       "{\"iss\":\"" ISS "\",\"aud\":\"" AUD "\",\"sub\":\"42\",\"iat\":1700000000,"
-      "\"nbf\":1700000000,\"exp\":1699999999,\"jti\":\"" JTI "\",\"cpt\":\"access\"}",
+      "\"nbf\":1700000000,\"exp\":1699999999,\"jti\":\"" JTI "\",\"cpt\":\"access\",\"sid\":5,\"ver\":1}",
       SIGN_HS, 0, 0, "exp not after iat" },
 
     /* iss, aud, sub, jti, cpt */
@@ -381,6 +381,11 @@ static const struct verify_case verify_cases[] = {
     { "wrong cpt", NULL, "cpt", "\"refresh\"", NULL, SIGN_HS, 0, 0, "wrong token type" },
     { "cpt upper case", NULL, "cpt", "\"ACCESS\"", NULL, SIGN_HS, 0, 0, "wrong token type" },
     { "cpt missing", NULL, "cpt", NULL, NULL, SIGN_HS, 0, 0, "cpt missing" },
+    { "sid missing", NULL, "sid", NULL, NULL, SIGN_HS, 0, 0, "sid missing" },
+    { "sid as string", NULL, "sid", "\"5\"", NULL, SIGN_HS, 0, 0, "sid is not an integer" },
+    { "ver as double", NULL, "ver", "1.0", NULL, SIGN_HS, 0, 0, "ver is not an integer" },
+    { "ver zero", NULL, "ver", "0", NULL, SIGN_HS, 0, 0, "sid or ver out of range" },
+    { "sid negative", NULL, "sid", "-5", NULL, SIGN_HS, 0, 0, "sid or ver out of range" },
     { "sub non-numeric", NULL, "sub", "\"admin\"", NULL, SIGN_HS, 0, 0, "sub is not a user id" },
     { "sub negative", NULL, "sub", "\"-1\"", NULL, SIGN_HS, 0, 0, "sub is not a user id" },
     { "sub empty", NULL, "sub", "\"\"", NULL, SIGN_HS, 0, 0, "sub is not a user id" },
@@ -605,7 +610,7 @@ static void round_trip(struct token_key *key, const char *alg)
     const char *why = NULL;
     size_t n = 0;
 
-    assert_int_equal(token_issue(key, &policy, "1234", "access", NOW, token, sizeof token, &issued), 0);
+    assert_int_equal(token_issue(key, &policy, "1234", "access", 5, 1, NOW, token, sizeof token, &issued), 0);
     assert_true(strlen(token) < TOKEN_MAX);
     assert_string_equal(issued.sub, "1234");
     assert_string_equal(issued.cpt, "access");
@@ -613,6 +618,8 @@ static void round_trip(struct token_key *key, const char *alg)
     assert_int_equal(issued.nbf, NOW);
     assert_int_equal(issued.exp, NOW + policy.ttl_s);
     assert_int_equal(strlen(issued.jti), 22);
+    assert_int_equal(issued.sid, 5);
+    assert_int_equal(issued.ver, 1);
 
     /* The header says what it should. */
     assert_int_equal(crypto_unb64url(token, (size_t)(strchr(token, '.') - token), header,
@@ -623,6 +630,8 @@ static void round_trip(struct token_key *key, const char *alg)
 
     if (token_verify(key, &policy, token, strlen(token), "access", NOW, &got, &why))
         fail_msg("%s round trip refused: %s", alg, why);
+    assert_int_equal(got.sid, 5);
+    assert_int_equal(got.ver, 1);
     assert_memory_equal(&issued, &got, sizeof got);
 
     /* The whole lifetime, with the leeway at both ends. */
@@ -644,14 +653,14 @@ static void round_trip(struct token_key *key, const char *alg)
         struct token_claims again;
         char token2[TOKEN_MAX + 1];
 
-        assert_int_equal(token_issue(key, &policy, "1234", "access", NOW, token2, sizeof token2,
+        assert_int_equal(token_issue(key, &policy, "1234", "access", 5, 1, NOW, token2, sizeof token2,
                                      &again), 0);
         assert_string_not_equal(again.jti, issued.jti);
         assert_string_not_equal(token, token2);
     }
 
     /* Another type of token does not pass for an access token. */
-    assert_int_equal(token_issue(key, &policy, "1234", "refresh", NOW, token, sizeof token, NULL), 0);
+    assert_int_equal(token_issue(key, &policy, "1234", "refresh", 5, 1, NOW, token, sizeof token, NULL), 0);
     assert_int_equal(token_verify(key, &policy, token, strlen(token), "access", NOW, &got, &why),
                      CP_EINVAL);
     assert_string_equal(why, "wrong token type");
@@ -676,7 +685,7 @@ static void test_round_trip_es256(void **state)
     round_trip(es_key, "\"alg\":\"ES256\"");
 
     /* A changed signature byte fails ECDSA verification. */
-    assert_int_equal(token_issue(es_key, &policy, "7", "access", NOW, token, sizeof token, NULL), 0);
+    assert_int_equal(token_issue(es_key, &policy, "7", "access", 5, 1, NOW, token, sizeof token, NULL), 0);
     len = strlen(token);
     token[len - 10] = token[len - 10] == 'A' ? 'B' : 'A';
     assert_int_equal(token_verify(es_key, &policy, token, len, "access", NOW, NULL, &why), CP_EINVAL);
@@ -691,7 +700,7 @@ static void test_policy_mismatch(void **state)
     const char *why;
 
     (void)state;
-    assert_int_equal(token_issue(hs_key, &policy, "1", "access", NOW, token, sizeof token, NULL), 0);
+    assert_int_equal(token_issue(hs_key, &policy, "1", "access", 5, 1, NOW, token, sizeof token, NULL), 0);
     other.audience = "crosspost-admin";
     assert_int_equal(token_verify(hs_key, &other, token, strlen(token), "access", NOW, NULL, &why), CP_EINVAL);
     assert_string_equal(why, "wrong audience");
@@ -748,7 +757,7 @@ static void test_issue_table(void **state)
         pol.leeway_s = t->leeway_s;
         for (int k = 0; k < 2; k++) {
             memset(out, 'x', sizeof out);
-            rc = token_issue(k ? es_key : hs_key, &pol, t->sub, t->cpt, t->now, out, t->cap, &c);
+            rc = token_issue(k ? es_key : hs_key, &pol, t->sub, t->cpt, 5, 1, t->now, out, t->cap, &c);
             if (rc != t->rc)
                 fail_msg("%s (%s): rc %d, expected %d", t->name, k ? "ES256" : "HS256", rc, t->rc);
             if (rc) {
@@ -938,7 +947,7 @@ static void test_key_load_table(void **state)
             char token[TOKEN_MAX + 1];
             const char *why = NULL;
 
-            assert_int_equal(token_issue(key, &policy, "9", "access", NOW, token, sizeof token, NULL), 0);
+            assert_int_equal(token_issue(key, &policy, "9", "access", 5, 1, NOW, token, sizeof token, NULL), 0);
             assert_int_equal(token_verify(key, &policy, token, strlen(token), "access", NOW, NULL, &why), 0);
         }
         token_key_free(key);
@@ -1038,8 +1047,8 @@ static void test_bad_arguments(void **state)
     assert_int_equal(token_key_load("", &key, NULL), CP_EINVAL);
     assert_null(key);
     assert_int_equal(token_key_generate(TOKEN_HS256, "", 0, NULL), CP_EINVAL);
-    assert_int_equal(token_issue(NULL, &policy, "1", "access", NOW, token, sizeof token, NULL), CP_EINVAL);
-    assert_int_equal(token_issue(hs_key, NULL, "1", "access", NOW, token, sizeof token, NULL), CP_EINVAL);
+    assert_int_equal(token_issue(NULL, &policy, "1", "access", 5, 1, NOW, token, sizeof token, NULL), CP_EINVAL);
+    assert_int_equal(token_issue(hs_key, NULL, "1", "access", 5, 1, NOW, token, sizeof token, NULL), CP_EINVAL);
     assert_int_equal(token_verify(NULL, &policy, "a.b.c", 5, "access", NOW, NULL, &why), CP_EINVAL);
     assert_int_equal(token_verify(hs_key, NULL, "a.b.c", 5, "access", NOW, NULL, &why), CP_EINVAL);
     assert_int_equal(token_verify(hs_key, &policy, NULL, 5, "access", NOW, NULL, &why), CP_EINVAL);

@@ -1,0 +1,147 @@
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "auth.h"
+#include "conf.h"
+#include "db.h"
+#include "err.h"
+#include "token.h"
+
+enum role auth_role_rank(enum user_role role)
+{
+    switch (role) {
+    case USER_ROLE_ADMIN: return ROLE_ADMIN;
+    case USER_ROLE_OPERATOR: return ROLE_OPERATOR;
+    default: return ROLE_USER;
+    }
+}
+
+int auth_principal(struct request *req, struct principal *out, const char **why)
+{
+    const char *h = req_param(req, "HTTP_AUTHORIZATION");
+    struct token_claims claims;
+    struct db_result *r = NULL;
+    long long uid, role, disabled, version, live;
+    struct db *db;
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    *why = "";
+    if (!h || !*h)
+        return CP_ENOTFOUND;
+    if (strncasecmp(h, "Bearer ", 7) != 0) {
+        *why = "not a Bearer credential";
+        return CP_EINVAL;
+    }
+    h += 7;
+    while (*h == ' ')
+        h++;
+    if (token_verify(req->app->token_key, &req->app->token_policy, h, strlen(h),
+                     TOKEN_TYPE_ACCESS, (long long)time(NULL), &claims, why))
+        return CP_EINVAL;
+
+    rc = app_db(req->app, &db);
+    if (rc)
+        return CP_EUNAVAIL;
+    uid = strtoll(claims.sub, NULL, 10);
+    struct db_param p[] = { DB_I64(uid), DB_I64(claims.sid) };
+    rc = db_query(db, "SELECT u.role, u.disabled, u.token_version, u.email, "
+                      "s.revoked_at IS NULL AND s.expires_at > NOW(3) "
+                      "FROM users u JOIN sessions s ON s.user_id = u.id "
+                      "WHERE u.id = ? AND s.id = ?", p, 2, &r);
+    if (rc)
+        return rc == CP_EUNAVAIL || rc == CP_ERETRY ? CP_EUNAVAIL : rc;
+    if (db_result_rows(r) != 1) {
+        db_result_free(r);
+        *why = "no such user or session";
+        return CP_EINVAL;
+    }
+    role = user_role_parse(db_result_get(r, 0, 0));
+    db_result_i64(r, 0, 1, &disabled);
+    db_result_i64(r, 0, 2, &version);
+    db_result_i64(r, 0, 4, &live);
+    snprintf(out->email, sizeof out->email, "%s", db_result_get(r, 0, 3) ? db_result_get(r, 0, 3) : "");
+    db_result_free(r);
+    if (disabled) {
+        *why = "user disabled";
+        return CP_EINVAL;
+    }
+    if (version != claims.ver) {
+        *why = "token version outdated";
+        return CP_EINVAL;
+    }
+    if (!live) {
+        *why = "session ended";
+        return CP_EINVAL;
+    }
+    out->user_id = uid;
+    out->role = role < 0 ? USER_ROLE_USER : (enum user_role)role;
+    out->session_id = claims.sid;
+    return 0;
+}
+
+/* scheme://host[:port] of public_url, into out. */
+static void public_origin(const struct conf *c, char *out, size_t cap)
+{
+    const char *u = c->public_url, *p = strstr(u, "://");
+    size_t n = strlen(u);
+
+    if (p) {
+        const char *slash = strchr(p + 3, '/');
+        if (slash)
+            n = (size_t)(slash - u);
+    }
+    snprintf(out, cap, "%.*s", (int)n, u);
+}
+
+int auth_same_origin(struct request *req)
+{
+    const char *site = req_param(req, "HTTP_SEC_FETCH_SITE");
+    const char *origin = req_param(req, "HTTP_ORIGIN");
+    char mine[512];
+
+    if (site && *site && strcmp(site, "same-origin") != 0 && strcmp(site, "none") != 0)
+        return 0;
+    if (origin && *origin) {
+        public_origin(req->app->conf, mine, sizeof mine);
+        if (strcasecmp(origin, mine) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+int auth_cookie(struct request *req, const char *name, char *out, size_t cap)
+{
+    const char *h = req_param(req, "HTTP_COOKIE");
+    size_t nlen = strlen(name);
+
+    if (cap)
+        out[0] = '\0';
+    if (!h)
+        return CP_ENOTFOUND;
+    while (*h) {
+        const char *end;
+        size_t vlen;
+
+        while (*h == ' ' || *h == ';')
+            h++;
+        end = strchr(h, ';');
+        if (!end)
+            end = h + strlen(h);
+        if ((size_t)(end - h) > nlen && !strncmp(h, name, nlen) && h[nlen] == '=') {
+            vlen = (size_t)(end - h) - nlen - 1;
+            if (vlen >= cap)
+                return CP_ETOOBIG;
+            memcpy(out, h + nlen + 1, vlen);
+            out[vlen] = '\0';
+            return 0;
+        }
+        h = end;
+    }
+    return CP_ENOTFOUND;
+}
