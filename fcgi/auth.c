@@ -6,6 +6,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "apikeys.h"
 #include "auth.h"
 #include "conf.h"
 #include "db.h"
@@ -19,6 +20,33 @@ enum role auth_role_rank(enum user_role role)
     case USER_ROLE_OPERATOR: return ROLE_OPERATOR;
     default: return ROLE_USER;
     }
+}
+
+/* An API key: its shape is checked before anything is looked up. */
+static int api_key_principal(struct request *req, const char *key, struct principal *out,
+                             const char **why)
+{
+    struct apikey_owner owner;
+    struct db *db;
+    int rc;
+
+    if (!apikey_shape_ok(key, strnlen(key, APIKEY_LEN + 1))) {
+        *why = "malformed API key";
+        return CP_EINVAL;
+    }
+    if (app_db(req->app, &db))
+        return CP_EUNAVAIL;
+    rc = apikey_resolve(db, key, &owner, why);
+    if (rc == CP_ENOTFOUND)
+        return CP_EINVAL;
+    if (rc)
+        return CP_EUNAVAIL;
+    out->user_id = owner.user_id;
+    out->role = owner.role;
+    out->session_id = 0;
+    out->api_key_id = owner.key_id;
+    memcpy(out->email, owner.email, sizeof out->email);
+    return 0;
 }
 
 int auth_principal(struct request *req, struct principal *out, const char **why)
@@ -41,6 +69,8 @@ int auth_principal(struct request *req, struct principal *out, const char **why)
     h += 7;
     while (*h == ' ')
         h++;
+    if (strncmp(h, "cpk_", 4) == 0)
+        return api_key_principal(req, h, out, why);
     if (token_verify(req->app->token_key, &req->app->token_policy, h, strlen(h),
                      TOKEN_TYPE_ACCESS, (long long)time(NULL), &claims, why))
         return CP_EINVAL;

@@ -6,6 +6,9 @@
  * the token version the token was issued under, and its session is live;
  * all four are read from the database on every request, so logout,
  * password and role changes and disabling take effect at once.
+ * A Bearer credential that starts with "cpk_" is an API key instead: it
+ * acts with its user's current role while the key is unrevoked and the
+ * user enabled, read from the database on every request as well.
  */
 #ifndef CP_AUTH_H
 #define CP_AUTH_H
@@ -16,7 +19,8 @@
 struct principal {
     long long user_id;
     enum user_role role;
-    long long session_id;
+    long long session_id;            /* 0 when signed in with an API key */
+    long long api_key_id;            /* 0 when signed in with an access token */
     char email[EMAIL_MAX + 1];
 };
 

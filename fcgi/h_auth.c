@@ -3,9 +3,10 @@
  *
  * Login answers the same 401 body for an unknown email, a wrong password
  * and a disabled account, after the same argon2 work, so nothing tells
- * them apart.  The refresh token travels only in an HttpOnly,
- * SameSite=Strict cookie scoped to /api/v1/auth; refresh and logout
- * refuse requests from other sites.
+ * them apart; repeated failures, for an account or from an address, are
+ * answered 429 with Retry-After for a while (ratelimit.h).  The refresh
+ * token travels only in an HttpOnly, SameSite=Strict cookie scoped to
+ * /api/v1/auth; refresh and logout refuse requests from other sites.
  */
 #include "config.h"
 
@@ -21,9 +22,11 @@
 #include "handlers.h"
 #include "log.h"
 #include "password.h"
+#include "ratelimit.h"
 #include "sessions.h"
 #include "token.h"
 #include "users.h"
+#include "userjson.h"
 
 #define PASSWORD_BYTES_MAX 512       /* 128 code points of 4 bytes */
 
@@ -56,20 +59,6 @@ static void clear_refresh_cookie(struct request *req)
     set_refresh_cookie(req, "", 0);
 }
 
-static void append_user_json(struct buf *b, const struct user *u)
-{
-    buf_printf(b, "{\"id\":%lld,\"email\":\"", u->id);
-    buf_add_json_escaped(b, u->email, strlen(u->email));
-    buf_adds(b, "\",\"display_name\":\"");
-    buf_add_json_escaped(b, u->display_name, strlen(u->display_name));
-    buf_printf(b, "\",\"role\":\"%s\",\"disabled\":%s,\"created_at\":\"%s\",\"last_login_at\":",
-               user_role_name(u->role), u->disabled ? "true" : "false", u->created_at);
-    if (u->last_login_at[0])
-        buf_printf(b, "\"%s\"}", u->last_login_at);
-    else
-        buf_adds(b, "null}");
-}
-
 /* Answer with a fresh access token for session, and its refresh cookie. */
 static void reply_tokens(struct request *req, int status, const struct user *u,
                          const struct session_info *s, const char *refresh)
@@ -87,7 +76,7 @@ static void reply_tokens(struct request *req, int status, const struct user *u,
     buf_init(&b, 16384);
     buf_printf(&b, "{\"access_token\":\"%s\",\"token_type\":\"Bearer\",\"expires_in\":%lld,\"user\":",
                token, req->app->token_policy.ttl_s);
-    append_user_json(&b, u);
+    user_json_append(&b, u);
     buf_addc(&b, '}');
     reply_json(req, status, buf_str(&b), b.len);
     buf_free(&b);
@@ -115,13 +104,34 @@ static void refuse_credentials(struct request *req)
 
 void h_login(struct request *req)
 {
-    const char *email, *password;
+    const char *email, *password, *who;
+    char norm[EMAIL_MAX + 1];
+    struct cache *cache;
+    long long retry_s;
     struct user u;
     struct db *db;
     int rc, found, ok;
 
     if (body_string(req, "email", 1024, &email) || body_string(req, "password", 4096, &password))
         return;
+    /* Failures count per account whether or not it exists, so throttling
+     * tells nothing either. */
+    who = user_email_normalize(email, norm) ? email : norm;
+    if (app_cache(req->app, &cache))
+        cache = NULL;
+    if (ratelimit_login_check(cache, req->app->conf, who, req_client_addr(req),
+                              ratelimit_now_ms(), &retry_s) == CP_ERETRY) {
+        char v[24];
+
+        /* The account, when there is one, sees the refusal in its trail. */
+        found = app_db(req->app, &db) == 0 && user_find_by_email(db, email, &u) == 0;
+        snprintf(v, sizeof v, "%lld", retry_s);
+        audit_req(req, "auth.login_throttled", 1, 0, email, found ? u.id : 0, "too many failed sign-ins");
+        req_add_header(req, "Retry-After", v);
+        reply_error(req, 429, "too_many_attempts",
+                    "Too many failed sign-ins; try again in %lld s.", retry_s);
+        return;
+    }
     if (app_db(req->app, &db)) {
         reply_error(req, 503, "unavailable", "The database is not answering; try again shortly.");
         return;
@@ -138,9 +148,11 @@ void h_login(struct request *req)
     if (!found || !ok || u.disabled) {
         audit_req(req, "auth.login", 1, 0, email, found ? u.id : 0,
                   !found ? "unknown email" : !ok ? "wrong password" : "account disabled");
+        ratelimit_login_failed(cache, req->app->conf, who, req_client_addr(req), ratelimit_now_ms());
         refuse_credentials(req);
         return;
     }
+    ratelimit_login_succeeded(cache, req->app->conf, who);
     if (password_needs_rehash(u.password_hash, &password_default_params)) {
         char hash[PASSWORD_HASH_MAX];
         if (password_hash(password, strlen(password), &password_default_params, hash, sizeof hash) == 0 &&
@@ -274,7 +286,7 @@ void h_me(struct request *req)
         return;
     }
     buf_init(&b, 16384);
-    append_user_json(&b, &u);
+    user_json_append(&b, &u);
     reply_json(req, 200, buf_str(&b), b.len);
     buf_free(&b);
 }

@@ -34,4 +34,20 @@ void h_logout(struct request *req);
 void h_me(struct request *req);
 void h_me_password(struct request *req);
 
+/* h_apikeys.c: the caller's API keys */
+void h_apikeys_list(struct request *req);
+void h_apikeys_create(struct request *req);
+void h_apikeys_revoke(struct request *req);
+
+/* h_admin.c: account administration (admins only) */
+void h_admin_users_list(struct request *req);
+void h_admin_user_create(struct request *req);
+void h_admin_user_get(struct request *req);
+void h_admin_user_update(struct request *req);
+void h_admin_user_delete(struct request *req);
+void h_admin_user_revoke_sessions(struct request *req);
+
+/* h_audit.c: reading the audit log */
+void h_audit_list(struct request *req);
+
 #endif

@@ -19,6 +19,7 @@
 #include "json.h"
 #include "log.h"
 #include "metrics.h"
+#include "ratelimit.h"
 #include "request.h"
 
 #define HEADERS_MAX 8192
@@ -387,12 +388,47 @@ static int authorize(struct request *req)
     req->user_id = p.user_id;
     req->user_role = p.role;
     req->session_id = p.session_id;
+    req->api_key_id = p.api_key_id;
     memcpy(req->user_email, p.email, sizeof req->user_email);
     if (auth_role_rank(p.role) < req->match.route->role) {
         reply_error(req, 403, "forbidden", "Your role may not use this endpoint.");
         return 1;
     }
     return 0;
+}
+
+/* Spend one request of the caller's budget (per API key, else per user):
+ * RateLimit-* headers on the answer, 429 when it is spent.  0 to go on,
+ * 1 when refused.  Without memcached the request goes on, unlimited. */
+static int spend_budget(struct request *req)
+{
+    struct ratelimit_budget b;
+    struct cache *cache;
+    char principal[32], v[24];
+    int rc;
+
+    if (req->api_key_id)
+        snprintf(principal, sizeof principal, "key:%lld", req->api_key_id);
+    else
+        snprintf(principal, sizeof principal, "user:%lld", req->user_id);
+    if (app_cache(req->app, &cache))
+        cache = NULL;
+    rc = ratelimit_request(cache, req->app->conf, principal, ratelimit_now_ms(), &b);
+    if (b.limit == 0)
+        return 0;
+    snprintf(v, sizeof v, "%lld", b.limit);
+    req_add_header(req, "RateLimit-Limit", v);
+    snprintf(v, sizeof v, "%lld", b.remaining);
+    req_add_header(req, "RateLimit-Remaining", v);
+    snprintf(v, sizeof v, "%lld", b.reset_s);
+    req_add_header(req, "RateLimit-Reset", v);
+    if (rc != CP_ERETRY)
+        return 0;
+    req_add_header(req, "Retry-After", v);
+    reply_error(req, 429, "rate_limited",
+                "Over the limit of %lld requests per %lld s; try again in %lld s.",
+                b.limit, req->app->conf->api_rate_window / 1000, b.reset_s);
+    return 1;
 }
 
 static double seconds_since(const struct timespec *t0)
@@ -446,7 +482,7 @@ void request_handle(struct app *app, FCGX_Request *fcgx)
         reply_error(&req, 405, "method_not_allowed", "%s accepts %s.", req.path, allow);
         goto done;
     }
-    if (req.match.route->role != ROLE_PUBLIC && authorize(&req))
+    if (req.match.route->role != ROLE_PUBLIC && (authorize(&req) || spend_budget(&req)))
         goto done;
     req.match.route->handler(&req);
     if (!req.replied)

@@ -58,7 +58,8 @@ struct request {
     int authenticated;
     long long user_id;
     enum user_role user_role;
-    long long session_id;
+    long long session_id;            /* 0 when called with an API key */
+    long long api_key_id;            /* 0 when called with an access token */
     char user_email[EMAIL_MAX + 1];
 
     int status;                      /* set by reply_*() */

@@ -20,6 +20,18 @@ const struct route api_routes[] = {
     { M_POST, "/api/v1/auth/logout", ROLE_PUBLIC, h_logout },
     { M_GET, "/api/v1/me", ROLE_USER, h_me },
     { M_POST, "/api/v1/me/password", ROLE_USER, h_me_password },
+    { M_GET, "/api/v1/me/api-keys", ROLE_USER, h_apikeys_list },
+    { M_POST, "/api/v1/me/api-keys", ROLE_USER, h_apikeys_create },
+    { M_DELETE, "/api/v1/me/api-keys/{id}", ROLE_USER, h_apikeys_revoke },
+
+    { M_GET, "/api/v1/admin/users", ROLE_ADMIN, h_admin_users_list },
+    { M_POST, "/api/v1/admin/users", ROLE_ADMIN, h_admin_user_create },
+    { M_GET, "/api/v1/admin/users/{id}", ROLE_ADMIN, h_admin_user_get },
+    { M_PATCH, "/api/v1/admin/users/{id}", ROLE_ADMIN, h_admin_user_update },
+    { M_DELETE, "/api/v1/admin/users/{id}", ROLE_ADMIN, h_admin_user_delete },
+    { M_POST, "/api/v1/admin/users/{id}/revoke-sessions", ROLE_ADMIN, h_admin_user_revoke_sessions },
+
+    { M_GET, "/api/v1/audit", ROLE_USER, h_audit_list },
 };
 
 const size_t api_nroutes = sizeof api_routes / sizeof api_routes[0];

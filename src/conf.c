@@ -123,6 +123,19 @@ static const struct conf_key keys[] = {
       "mark the refresh cookie Secure; turn off only for local development over plain http" },
     { "signup_enabled", T_BOOL, OFF(signup_enabled), "no", 0, 1, 0, NULL,
       "let anyone create an account with POST /api/v1/auth/signup" },
+
+    { "login_throttle_after", T_INT, OFF(login_throttle_after), "5", 1, 1000, 0, NULL,
+      "failed sign-ins of one account before each further attempt waits 1 s, 2 s, 4 s ... (at most 5 min)" },
+    { "login_throttle_addr_after", T_INT, OFF(login_throttle_addr_after), "20", 1, 1000000, 0, NULL,
+      "failed sign-ins from one client address before each further attempt waits (at most 15 min)" },
+    { "login_throttle_window", T_DURATION, OFF(login_throttle_window), "15m", SEC, DAY, 0, NULL,
+      "failed sign-ins are counted for this long after the first one" },
+    { "api_rate_limit", T_INT, OFF(api_rate_limit), "600", 0, 100000000, 0, NULL,
+      "API requests one user or API key may make per api_rate_window; 0 = no limit" },
+    { "api_rate_window", T_DURATION, OFF(api_rate_window), "1m", SEC, DAY, 0, NULL,
+      "the window of api_rate_limit" },
+    { "audit_retention", T_DURATION, OFF(audit_retention), "365d", DAY, 3650 * DAY, 0, NULL,
+      "audit events older than this are deleted by `crosspostctl audit prune`" },
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])

@@ -74,6 +74,14 @@ struct conf {
     long long session_lifetime;   /* ms: absolute lifetime of a refresh-token family */
     long long session_cookie_secure; /* bool: Secure flag on the refresh cookie */
     long long signup_enabled;     /* bool */
+    long long audit_retention;    /* ms: audit events older than this are pruned */
+
+    /* rate limits (ratelimit.h) */
+    long long login_throttle_after;      /* failures of one account before delays */
+    long long login_throttle_addr_after; /* failures from one address before delays */
+    long long login_throttle_window;     /* ms: how long failures are counted */
+    long long api_rate_limit;            /* requests per window per principal; 0 = off */
+    long long api_rate_window;           /* ms */
 };
 
 /* Where the value of one key came from. */

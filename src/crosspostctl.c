@@ -40,6 +40,7 @@ static const struct command commands[] = {
       "apply pending schema migrations, or list every migration and its state" },
     { "user", cmd_user, "add|passwd|role|disable|enable|list ...",
       "manage accounts (crosspostctl user help)" },
+    { "audit", cmd_audit, "prune", "delete audit events older than audit_retention" },
     { "keygen", cmd_keygen, "[--es256] [--force] [FILE]",
       "create the access-token signing key (default: jwt_key_file)" },
     { "version", cmd_version, "", "print the version" },

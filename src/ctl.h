@@ -33,4 +33,7 @@ void usage(FILE *fp);
 int cmd_user(struct ctl *ctl, int argc, char **argv);
 int cmd_keygen(struct ctl *ctl, int argc, char **argv);
 
+/* ctl_audit.c */
+int cmd_audit(struct ctl *ctl, int argc, char **argv);
+
 #endif

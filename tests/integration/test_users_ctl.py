@@ -119,3 +119,18 @@ def test_unknown_user_and_bad_arguments(stack):
     assert r.returncode == 1 and "no user" in r.stderr
     assert stack.ctl("user", "role", "admin@localhost", "emperor").returncode == 2
     assert stack.ctl("user", "frobnicate").returncode == 2
+
+
+def test_audit_prune_keeps_recent_events(stack):
+    sql(stack, "INSERT INTO audit_log (at, actor_label, action, detail) VALUES "
+               "(NOW(3) - INTERVAL 400 DAY, 'crosspostctl', 'zz.prune_probe', 'old'), "
+               "(NOW(3) - INTERVAL 10 DAY, 'crosspostctl', 'zz.prune_probe', 'recent')")
+    r = stack.ctl("audit", "prune")
+    assert r.returncode == 0, r.stderr
+    assert "older than 365 days" in r.stdout
+    left = [row[0] for row in sql(stack, "SELECT detail FROM audit_log WHERE action = 'zz.prune_probe'")]
+    assert left == ["recent"]
+    r = stack.ctl("audit", "prune", env={"CROSSPOST_AUDIT_RETENTION": "5d"})
+    assert r.returncode == 0, r.stderr
+    assert sql(stack, "SELECT COUNT(*) FROM audit_log WHERE action = 'zz.prune_probe'") == [["0"]]
+    assert stack.ctl("audit", "vacuum").returncode == 2

@@ -35,7 +35,8 @@ static const char *const all_keys[] = {
     "json_max_depth", "json_max_string", "http_connect_timeout",
     "http_timeout", "http_max_response", "sql_dir", "jwt_key_file", "public_url",
     "jwt_audience", "access_token_ttl", "session_lifetime", "session_cookie_secure",
-    "signup_enabled",
+    "signup_enabled", "audit_retention", "login_throttle_after", "login_throttle_addr_after",
+    "login_throttle_window", "api_rate_limit", "api_rate_window",
 };
 #define NKEYS (sizeof all_keys / sizeof all_keys[0])
 

@@ -1,0 +1,152 @@
+#include "config.h"
+
+#include <limits.h>
+#include <string.h>
+
+#include "err.h"
+#include "json.h"
+#include "query.h"
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decode s[0..len) into out; see query_get. */
+static int decode(const char *s, size_t len, char *out, size_t cap)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '+') {
+            c = ' ';
+        } else if (c == '%') {
+            int hi = i + 2 < len ? hex_value(s[i + 1]) : -1;
+            int lo = i + 2 < len ? hex_value(s[i + 2]) : -1;
+            if (hi < 0 || lo < 0)
+                return CP_EINVAL;
+            c = hi * 16 + lo;
+            i += 2;
+        }
+        if (c == 0)
+            return CP_EINVAL;
+        if (n + 1 >= cap)
+            return CP_ETOOBIG;
+        out[n++] = (char)c;
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+int query_get(const char *query, const char *name, char *out, size_t cap)
+{
+    size_t name_len = strlen(name);
+    const char *value = NULL, *p = query;
+    size_t value_len = 0;
+
+    if (cap == 0)
+        return CP_ETOOBIG;
+    out[0] = '\0';
+    while (p && *p) {
+        const char *end = strchr(p, '&');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        size_t key_len = eq ? (size_t)(eq - p) : len;
+
+        if (key_len == name_len && memcmp(p, name, name_len) == 0) {
+            if (value)
+                return CP_EINVAL;
+            value = eq ? eq + 1 : p + len;
+            value_len = eq ? len - key_len - 1 : 0;
+        }
+        p = end ? end + 1 : NULL;
+    }
+    if (!value)
+        return CP_ENOTFOUND;
+    int rc = decode(value, value_len, out, cap);
+    /* Values meet text columns, which take only well-formed UTF-8. */
+    if (rc == 0 && !json_utf8_valid(out, strlen(out)))
+        rc = CP_EINVAL;
+    if (rc)
+        out[0] = '\0';
+    return rc;
+}
+
+int parse_id(const char *s, long long *out)
+{
+    long long v = 0;
+    size_t n = strlen(s);
+
+    *out = 0;
+    if (n == 0 || n > 19 || s[0] == '0')
+        return CP_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        int d = s[i] - '0';
+        if (d < 0 || d > 9 || v > (LLONG_MAX - d) / 10)
+            return CP_EINVAL;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+int req_path_id(struct request *req, const char *name, long long *out)
+{
+    char text[24];
+
+    if (route_param_get(&req->match, name, text, sizeof text) || parse_id(text, out)) {
+        *out = 0;
+        reply_error(req, 404, "not_found", "Nothing is at %s.", req->path);
+        return 1;
+    }
+    return 0;
+}
+
+int req_query(struct request *req, const char *name, char *out, size_t cap)
+{
+    int rc = query_get(req->query, name, out, cap);
+
+    if (rc == 0 || rc == CP_ENOTFOUND)
+        return rc;
+    reply_error(req, 400, "invalid_parameter", "The query parameter \"%s\" is %s.", name,
+                rc == CP_ETOOBIG ? "too long" : "malformed or given more than once");
+    return 1;
+}
+
+int req_paging(struct request *req, int *limit, long long *cursor)
+{
+    char text[24];
+    long long v;
+    int rc;
+
+    *limit = QUERY_LIMIT_DEFAULT;
+    *cursor = 0;
+    rc = req_query(req, "limit", text, sizeof text);
+    if (rc == 1)
+        return 1;
+    if (rc == 0) {
+        if (parse_id(text, &v) || v > QUERY_LIMIT_MAX) {
+            reply_error(req, 400, "invalid_parameter",
+                        "The query parameter \"limit\" must be a whole number from 1 to %d.",
+                        QUERY_LIMIT_MAX);
+            return 1;
+        }
+        *limit = (int)v;
+    }
+    rc = req_query(req, "cursor", text, sizeof text);
+    if (rc == 1)
+        return 1;
+    if (rc == 0 && parse_id(text, cursor)) {
+        reply_error(req, 400, "invalid_parameter",
+                    "The query parameter \"cursor\" is not one this server gave out.");
+        return 1;
+    }
+    return 0;
+}

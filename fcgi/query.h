@@ -1,0 +1,45 @@
+/*
+ * query.h - query-string parameters, path ids and list paging.
+ *
+ * Query strings are read as nginx passes them (QUERY_STRING, still
+ * percent-encoded).  A parameter given twice is refused rather than
+ * guessed at.  Lists page with ?limit= (1..QUERY_LIMIT_MAX, default
+ * QUERY_LIMIT_DEFAULT) and ?cursor=, an opaque token that is the last id
+ * of the previous page as a decimal string.
+ */
+#ifndef CP_QUERY_H
+#define CP_QUERY_H
+
+#include <stddef.h>
+
+#include "request.h"
+
+#define QUERY_LIMIT_DEFAULT 50
+#define QUERY_LIMIT_MAX 200
+
+/* The value of parameter name in query (which may be NULL), percent-decoded
+ * with '+' as a space, copied to out.  0; CP_ENOTFOUND when absent;
+ * CP_EINVAL for a bad escape, a NUL byte, a value that is not UTF-8 or a
+ * repeated name; CP_ETOOBIG
+ * when the value needs more than cap-1 bytes.  out is "" on failure. */
+int query_get(const char *query, const char *name, char *out, size_t cap);
+
+/* A row id written strictly: 1 to 19 decimal digits, no sign, no
+ * leading zero, 1..LLONG_MAX.  0 or CP_EINVAL. */
+int parse_id(const char *s, long long *out);
+
+/* For handlers.  Each replies itself when it returns non-zero. */
+
+/* Path parameter name as an id: 0, or 1 after replying 404 (an id that
+ * cannot exist names nothing). */
+int req_path_id(struct request *req, const char *name, long long *out);
+
+/* Query parameter name: 0 when present, CP_ENOTFOUND when absent (no
+ * reply), or 1 after replying 400 invalid_parameter. */
+int req_query(struct request *req, const char *name, char *out, size_t cap);
+
+/* ?limit= and ?cursor=: 0 with *limit (default QUERY_LIMIT_DEFAULT) and
+ * *cursor (0 when absent), or 1 after replying 400 invalid_parameter. */
+int req_paging(struct request *req, int *limit, long long *cursor);
+
+#endif
