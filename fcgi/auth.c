@@ -53,10 +53,9 @@ int auth_principal(struct request *req, struct principal *out, const char **why)
 {
     const char *h = req_param(req, "HTTP_AUTHORIZATION");
     struct token_claims claims;
-    struct db_result *r = NULL;
-    long long uid, role, disabled, version, live;
+    long long uid;
     struct db *db;
-    int rc;
+    int rc, live;
 
     memset(out, 0, sizeof *out);
     *why = "";
@@ -79,29 +78,18 @@ int auth_principal(struct request *req, struct principal *out, const char **why)
     if (rc)
         return CP_EUNAVAIL;
     uid = strtoll(claims.sub, NULL, 10);
-    struct db_param p[] = { DB_I64(uid), DB_I64(claims.sid) };
-    rc = db_query(db, "SELECT u.role, u.disabled, u.token_version, u.email, "
-                      "s.revoked_at IS NULL AND s.expires_at > NOW(3) "
-                      "FROM users u JOIN sessions s ON s.user_id = u.id "
-                      "WHERE u.id = ? AND s.id = ?", p, 2, &r);
-    if (rc)
-        return rc == CP_EUNAVAIL || rc == CP_ERETRY ? CP_EUNAVAIL : rc;
-    if (db_result_rows(r) != 1) {
-        db_result_free(r);
+    rc = user_find_for_session(db, uid, claims.sid, &out->user, &live);
+    if (rc == CP_ENOTFOUND) {
         *why = "no such user or session";
         return CP_EINVAL;
     }
-    role = user_role_parse(db_result_get(r, 0, 0));
-    db_result_i64(r, 0, 1, &disabled);
-    db_result_i64(r, 0, 2, &version);
-    db_result_i64(r, 0, 4, &live);
-    snprintf(out->email, sizeof out->email, "%s", db_result_get(r, 0, 3) ? db_result_get(r, 0, 3) : "");
-    db_result_free(r);
-    if (disabled) {
+    if (rc)
+        return CP_EUNAVAIL;
+    if (out->user.disabled) {
         *why = "user disabled";
         return CP_EINVAL;
     }
-    if (version != claims.ver) {
+    if (out->user.token_version != claims.ver) {
         *why = "token version outdated";
         return CP_EINVAL;
     }
@@ -109,8 +97,10 @@ int auth_principal(struct request *req, struct principal *out, const char **why)
         *why = "session ended";
         return CP_EINVAL;
     }
+    out->has_user = 1;
+    memcpy(out->email, out->user.email, sizeof out->email);
     out->user_id = uid;
-    out->role = role < 0 ? USER_ROLE_USER : (enum user_role)role;
+    out->role = out->user.role;
     out->session_id = claims.sid;
     return 0;
 }

@@ -22,6 +22,8 @@ struct principal {
     long long session_id;            /* 0 when signed in with an API key */
     long long api_key_id;            /* 0 when signed in with an access token */
     char email[EMAIL_MAX + 1];
+    int has_user;                /* user below is filled (token sign-ins) */
+    struct user user;            /* the account as read by the check */
 };
 
 /* Resolve the Authorization header.  0 with *out filled; CP_ENOTFOUND when

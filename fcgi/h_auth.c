@@ -281,7 +281,11 @@ void h_me(struct request *req)
     struct db *db;
     struct buf b;
 
-    if (app_db(req->app, &db) || user_find_by_id(db, req->user_id, &u)) {
+    /* The credential check has just read the account; read it again only
+     * for callers that came with an API key. */
+    if (req->user)
+        u = *req->user;
+    else if (app_db(req->app, &db) || user_find_by_id(db, req->user_id, &u)) {
         reply_error(req, 503, "unavailable", "The database is not answering; try again shortly.");
         return;
     }

@@ -390,6 +390,10 @@ static int authorize(struct request *req)
     req->session_id = p.session_id;
     req->api_key_id = p.api_key_id;
     memcpy(req->user_email, p.email, sizeof req->user_email);
+    if (p.has_user) {
+        req->account = p.user;
+        req->user = &req->account;
+    }
     if (auth_role_rank(p.role) < req->match.route->role) {
         reply_error(req, 403, "forbidden", "Your role may not use this endpoint.");
         return 1;

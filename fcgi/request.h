@@ -61,6 +61,8 @@ struct request {
     long long session_id;            /* 0 when called with an API key */
     long long api_key_id;            /* 0 when called with an access token */
     char user_email[EMAIL_MAX + 1];
+    const struct user *user;         /* the account as the check read it, or NULL */
+    struct user account;             /* storage behind user */
 
     int status;                      /* set by reply_*() */
     int replied;

@@ -117,6 +117,31 @@ int user_find_by_id(struct db *db, long long id, struct user *out)
     return find_one(db, "SELECT " USER_COLUMNS " FROM users WHERE id = ?", DB_I64(id), out);
 }
 
+int user_find_for_session(struct db *db, long long id, long long session_id,
+                          struct user *out, int *session_live)
+{
+    struct db_param p[] = { DB_I64(session_id), DB_I64(id) };
+    struct db_result *r = NULL;
+    long long live = 0;
+    int rc;
+
+    *session_live = 0;
+    /* One round trip: the session's state rides along as a last column,
+     * NULL when the user has no such session. */
+    rc = db_query(db, "SELECT " USER_COLUMNS ", "
+                      "(SELECT s.revoked_at IS NULL AND s.expires_at > NOW(3) FROM sessions s "
+                      "WHERE s.id = ? AND s.user_id = users.id) "
+                      "FROM users WHERE id = ?", p, 2, &r);
+    if (rc)
+        return rc;
+    rc = db_result_rows(r) == 1 ? user_from_row(r, out) : CP_ENOTFOUND;
+    if (!rc && db_result_i64(r, 0, 9, &live) != 0)
+        rc = CP_ENOTFOUND;
+    *session_live = !rc && live == 1;
+    db_result_free(r);
+    return rc;
+}
+
 int user_create(struct db *db, const char *email, const char *display_name,
                 const char *password_hash, enum user_role role, long long *id)
 {

@@ -48,6 +48,13 @@ int user_create(struct db *db, const char *email, const char *display_name,
 int user_find_by_email(struct db *db, const char *email, struct user *out);
 int user_find_by_id(struct db *db, long long id, struct user *out);
 
+/* The user together with one of their sessions, in one query (the check
+ * every signed-in request makes): *session_live is 1 while the session is
+ * neither revoked nor past its lifetime.  CP_ENOTFOUND when the user or
+ * that session of theirs does not exist. */
+int user_find_for_session(struct db *db, long long id, long long session_id,
+                          struct user *out, int *session_live);
+
 /* Changes; each ends existing sessions (raises token_version). */
 int user_set_password(struct db *db, long long id, const char *password_hash);
 int user_set_role(struct db *db, long long id, enum user_role role);
