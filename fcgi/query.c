@@ -3,20 +3,11 @@
 #include <limits.h>
 #include <string.h>
 
+#include "crypto.h"
 #include "err.h"
 #include "json.h"
 #include "query.h"
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* Decode s[0..len) into out; see query_get. */
 static int decode(const char *s, size_t len, char *out, size_t cap)
@@ -28,8 +19,8 @@ static int decode(const char *s, size_t len, char *out, size_t cap)
         if (c == '+') {
             c = ' ';
         } else if (c == '%') {
-            int hi = i + 2 < len ? hex_value(s[i + 1]) : -1;
-            int lo = i + 2 < len ? hex_value(s[i + 2]) : -1;
+            int hi = i + 2 < len ? crypto_hex_digit((unsigned char)s[i + 1]) : -1;
+            int lo = i + 2 < len ? crypto_hex_digit((unsigned char)s[i + 2]) : -1;
             if (hi < 0 || lo < 0)
                 return CP_EINVAL;
             c = hi * 16 + lo;

@@ -89,7 +89,7 @@ void crypto_hex(const void *data, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-static int hex_value(unsigned char c)
+int crypto_hex_digit(int c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -107,8 +107,8 @@ int crypto_unhex(const char *hex, size_t hex_len, void *out, size_t n)
     if (n > SIZE_MAX / 2 || hex_len != 2 * n || (!hex && hex_len))
         return CP_EINVAL;
     for (size_t i = 0; i < n; i++) {
-        int hi = hex_value((unsigned char)hex[2 * i]);
-        int lo = hex_value((unsigned char)hex[2 * i + 1]);
+        int hi = crypto_hex_digit((unsigned char)hex[2 * i]);
+        int lo = crypto_hex_digit((unsigned char)hex[2 * i + 1]);
 
         if (hi < 0 || lo < 0) {
             /* Leave no half-decoded value behind. */

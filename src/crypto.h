@@ -25,6 +25,9 @@ int crypto_hmac_sha256(const void *key, size_t key_len, const void *data, size_t
 /* Compare n bytes in time independent of their contents: 1 when equal. */
 int crypto_equal(const void *a, const void *b, size_t n);
 
+/* The value of one hex digit (either case), or -1. */
+int crypto_hex_digit(int c);
+
 /* Lower-case hex: out must hold 2*n+1 bytes. */
 void crypto_hex(const void *data, size_t n, char *out);
 /* Decode exactly 2*n hex digits (either case) into out[n]: 0 or CP_EINVAL. */

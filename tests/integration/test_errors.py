@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from stack import metric_key, parse_raw_response
+from stack import parse_raw_response
 
 VERSION = "/api/v1/version"
 JSON = {"Content-Type": "application/json"}
@@ -18,18 +18,9 @@ SECURITY_HEADERS = {
     "cache-control": "no-store",
 }
 
-CRASHED = metric_key("crosspost_api_child_exits_total", reason="crashed")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def nothing_crashes(stack):
-    """Around all the bad input of this module: no child may crash."""
-    crashed = stack.metrics()[CRASHED]
-    children = stack.api_children()
-    yield
-    assert stack.metrics()[CRASHED] == crashed
-    assert stack.api_children() == children
-    assert stack.get("/healthz").status == 200
+pytestmark = pytest.mark.usefixtures("nothing_crashes")
 
 
 def assert_error(r, status, code=None):

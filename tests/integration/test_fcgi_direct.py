@@ -7,21 +7,13 @@ import re
 import pytest
 
 from stack import (FCGI_STDIN, cgi_params, fcgi_begin, fcgi_params_records,
-                   fcgi_read_response, fcgi_record, metric_key)
+                   fcgi_read_response, fcgi_record)
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 VERSION = "/api/v1/version"
-CRASHED = metric_key("crosspost_api_child_exits_total", reason="crashed")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def nothing_crashes(stack):
-    crashed = stack.metrics()[CRASHED]
-    children = stack.api_children()
-    yield
-    assert stack.metrics()[CRASHED] == crashed
-    assert stack.api_children() == children
-    assert stack.get("/healthz").status == 200
+pytestmark = pytest.mark.usefixtures("nothing_crashes")
 
 
 def error_of(r, status, code=None):
