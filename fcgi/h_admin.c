@@ -215,12 +215,10 @@ void h_admin_users_list(struct request *req)
 {
     char q[EMAIL_MAX + 1], pattern[2 * EMAIL_MAX + 3], role_text[16], disabled_text[8];
     struct db_param p[5];
-    struct db_result *r = NULL;
-    struct buf sql, out;
+    struct buf sql;
     long long cursor;
     size_t n = 0;
     int limit, rc, role = -1, disabled = -1;
-    struct db *db;
 
     if (req_paging(req, &limit, &cursor))
         return;
@@ -269,19 +267,7 @@ void h_admin_users_list(struct request *req)
     rc = buf_adds(&sql, " ORDER BY id LIMIT ?");
     p[n++] = DB_I64(limit + 1);
 
-    if (rc || app_db(req->app, &db) || db_query(db, buf_str(&sql), p, n, &r)) {
-        buf_free(&sql);
-        reply_unavailable(req);
-        return;
-    }
-    buf_free(&sql);
-    buf_init(&out, LIST_JSON_MAX);
-    if (list_page_json(r, limit, &out))
-        reply_error(req, 500, "internal", "The answer could not be built.");
-    else
-        reply_json(req, 200, buf_str(&out), out.len);
-    buf_free(&out);
-    db_result_free(r);
+    reply_list_query(req, rc, &sql, p, n, limit, list_page_json, LIST_JSON_MAX);
 }
 
 void h_admin_user_create(struct request *req)

@@ -296,28 +296,14 @@ void h_audit_list(struct request *req)
 {
     struct audit_filter f;
     struct db_param p[PARAMS_MAX];
-    struct db_result *r = NULL;
-    struct buf sql, out;
+    struct buf sql;
     long long cursor;
     size_t n;
     int limit, rc;
-    struct db *db;
 
     if (req_paging(req, &limit, &cursor) || read_filter(req, &f))
         return;
     buf_init(&sql, 4096);
     rc = build_query(req, &f, cursor, limit, &sql, p, &n);
-    if (rc || app_db(req->app, &db) || db_query(db, buf_str(&sql), p, n, &r)) {
-        buf_free(&sql);
-        reply_error(req, 503, "unavailable", "The database is not answering; try again shortly.");
-        return;
-    }
-    buf_free(&sql);
-    buf_init(&out, AUDIT_JSON_MAX);
-    if (page_json(r, limit, &out))
-        reply_error(req, 500, "internal", "The answer could not be built.");
-    else
-        reply_json(req, 200, buf_str(&out), out.len);
-    buf_free(&out);
-    db_result_free(r);
+    reply_list_query(req, rc, &sql, p, n, limit, page_json, AUDIT_JSON_MAX);
 }

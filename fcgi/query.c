@@ -141,3 +141,26 @@ int req_paging(struct request *req, int *limit, long long *cursor)
     }
     return 0;
 }
+
+void reply_list_query(struct request *req, int built_rc, struct buf *sql,
+                      const struct db_param *params, size_t nparams, int limit,
+                      page_json_fn page_json, size_t max_json)
+{
+    struct db_result *r = NULL;
+    struct buf out;
+    struct db *db;
+
+    if (built_rc || app_db(req->app, &db) || db_query(db, buf_str(sql), params, nparams, &r)) {
+        buf_free(sql);
+        reply_error(req, 503, "unavailable", "The database is not answering; try again shortly.");
+        return;
+    }
+    buf_free(sql);
+    buf_init(&out, max_json);
+    if (page_json(r, limit, &out))
+        reply_error(req, 500, "internal", "The answer could not be built.");
+    else
+        reply_json(req, 200, buf_str(&out), out.len);
+    buf_free(&out);
+    db_result_free(r);
+}

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 
+#include "db.h"
 #include "request.h"
 
 #define QUERY_LIMIT_DEFAULT 50
@@ -41,5 +42,14 @@ int req_query(struct request *req, const char *name, char *out, size_t cap);
 /* ?limit= and ?cursor=: 0 with *limit (default QUERY_LIMIT_DEFAULT) and
  * *cursor (0 when absent), or 1 after replying 400 invalid_parameter. */
 int req_paging(struct request *req, int *limit, long long *cursor);
+
+/* Run a list query built by a handler (sql ready, or built_rc non-zero if
+ * building it failed), turn its rows into the page with page_json, and
+ * reply: 200 with the page, 503 when the database cannot answer.  Frees
+ * sql. */
+typedef int (*page_json_fn)(const struct db_result *r, int limit, struct buf *out);
+void reply_list_query(struct request *req, int built_rc, struct buf *sql,
+                      const struct db_param *params, size_t nparams, int limit,
+                      page_json_fn page_json, size_t max_json);
 
 #endif
