@@ -34,60 +34,8 @@ struct audit_filter {
     char action_like[2 * ACTION_MAX + 2];   /* prefix pattern when action ends in '.' */
     char target_type[TARGET_TYPE_MAX + 1];  /* "": any */
     char target_id[TARGET_ID_MAX + 1];
-    char from[48], to[48];                  /* "YYYY-MM-DD HH:MM:SS.ffffff" or "" */
+    char from[QUERY_TIME_MAX], to[QUERY_TIME_MAX];  /* DATETIME literals, or "" */
 };
-
-static int is_leap(int y)
-{
-    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-static int digits(const char *s, int n, int *out)
-{
-    int v = 0;
-
-    for (int i = 0; i < n; i++) {
-        if (!isdigit((unsigned char)s[i]))
-            return 0;
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
-    return 1;
-}
-
-/*
- * An RFC 3339 time in UTC, "2026-11-22T05:00:00Z" with an optional
- * fraction of up to 6 digits, as a DATETIME literal for binding.  Other
- * offsets are refused: the log is kept in UTC and a query says so.
- */
-static int parse_utc_time(const char *s, char *out, size_t cap)
-{
-    static const int mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-    int y, mo, d, h, mi, sec, frac = 0, frac_digits = 0;
-    const char *p = s + 19;
-
-    if (strlen(s) < 20 || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) ||
-        s[7] != '-' || !digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't') ||
-        !digits(s + 11, 2, &h) || s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' ||
-        !digits(s + 17, 2, &sec))
-        return CP_EINVAL;
-    if (*p == '.') {
-        for (p++; isdigit((unsigned char)*p) && frac_digits < 6; p++, frac_digits++)
-            frac = frac * 10 + (*p - '0');
-        if (frac_digits == 0)
-            return CP_EINVAL;
-        for (int i = frac_digits; i < 6; i++)
-            frac *= 10;
-    }
-    if ((*p != 'Z' && *p != 'z') || p[1] != '\0')
-        return CP_EINVAL;
-    /* DATETIME's range; no leap seconds. */
-    if (y < 1000 || mo < 1 || mo > 12 || d < 1 ||
-        d > mdays[mo - 1] + (mo == 2 && is_leap(y)) || h > 23 || mi > 59 || sec > 59)
-        return CP_EINVAL;
-    snprintf(out, cap, "%04d-%02d-%02d %02d:%02d:%02d.%06d", y, mo, d, h, mi, sec, frac);
-    return 0;
-}
 
 /* Action names are lower-case words joined by '.' ("auth.refresh_reuse"). */
 static int action_ok(const char *s)
@@ -157,17 +105,9 @@ static int read_filter(struct request *req, struct audit_filter *f)
         snprintf(f->target_id, sizeof f->target_id, "%s", colon + 1);
     }
 
-    static const char *const bounds[] = { "from", "to" };
-    for (int i = 0; i < 2; i++) {
-        char *out = i ? f->to : f->from;
-        rc = req_query(req, bounds[i], text, sizeof text);
-        if (rc == 1)
-            return 1;
-        if (rc == 0 && parse_utc_time(text, out, sizeof f->from)) {
-            refuse_parameter(req, bounds[i], "a UTC time like 2026-11-22T05:00:00Z");
-            return 1;
-        }
-    }
+    if (req_query_time(req, "from", f->from, sizeof f->from) == 1 ||
+        req_query_time(req, "to", f->to, sizeof f->to) == 1)
+        return 1;
     return 0;
 }
 

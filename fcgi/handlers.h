@@ -50,4 +50,15 @@ void h_admin_user_revoke_sessions(struct request *req);
 /* h_audit.c: reading the audit log */
 void h_audit_list(struct request *req);
 
+/* h_jobs.c: the job queue (users see their own jobs) */
+void h_jobs_list(struct request *req);
+void h_jobs_dead_list(struct request *req);
+void h_jobs_dead_retry(struct request *req);
+void h_job_get(struct request *req);
+void h_job_retry(struct request *req);
+void h_job_cancel(struct request *req);
+
+/* h_workers.c: the processes of crosspost-worker (operators and admins) */
+void h_workers_list(struct request *req);
+
 #endif

@@ -16,13 +16,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crashloop.h"
 #include "err.h"
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
 
 #define MAX_CHILDREN 256
-#define BACKOFF_MAX_MS 30000
 #define LISTEN_BACKLOG 1024
 
 static volatile sig_atomic_t got_stop_graceful, got_stop_fast, got_reload, got_chld, got_reopen;
@@ -199,10 +199,7 @@ struct pool {
     unsigned generation;
     struct child children[2 * MAX_CHILDREN];   /* room for two generations */
     int nchildren;
-    long long crashes[64];                     /* recent crash times, ms */
-    int ncrashes;
-    long long respawn_at;                      /* ms; 0 = now */
-    int backoff_ms;
+    struct crashloop crashes;                  /* respawn throttle */
     long long stop_deadline;
     sigset_t wait_mask;                        /* mask while waiting */
 };
@@ -226,7 +223,7 @@ static void spawn_one(struct pool *p)
     pid = fork();
     if (pid < 0) {
         log_syserr("fork");
-        p->respawn_at = now_ms() + 1000;
+        crashloop_hold_until(&p->crashes, now_ms() + 1000);
         return;
     }
     if (pid == 0) {
@@ -254,7 +251,7 @@ static void spawn_missing(struct pool *p)
 {
     int want = (int)(*p->confp)->api_children;
 
-    if (p->state != POOL_RUNNING || now_ms() < p->respawn_at)
+    if (p->state != POOL_RUNNING || !crashloop_may_spawn(&p->crashes, now_ms()))
         return;
     while (count_generation(p, p->generation) < want) {
         int before = p->nchildren;
@@ -262,7 +259,7 @@ static void spawn_missing(struct pool *p)
         if (p->nchildren == before)
             break;
         /* After a crash loop, bring children back one at a time. */
-        if (p->backoff_ms)
+        if (crashloop_throttled(&p->crashes))
             break;
     }
     metrics_set_children(p->metrics, count_generation(p, p->generation));
@@ -272,39 +269,20 @@ static void spawn_missing(struct pool *p)
  * is over and children are respawned at full speed again. */
 static void prune_crashes(struct pool *p)
 {
-    long long t = now_ms(), window = (*p->confp)->api_crash_window;
-    int keep = 0;
-
-    for (int i = 0; i < p->ncrashes; i++)
-        if (t - p->crashes[i] <= window)
-            p->crashes[keep++] = p->crashes[i];
-    p->ncrashes = keep;
-    if (keep == 0 && p->backoff_ms) {
-        p->backoff_ms = 0;
-        p->respawn_at = 0;
+    if (crashloop_prune(&p->crashes, now_ms(), (*p->confp)->api_crash_window))
         log_info("crash loop over; respawning at full speed");
-    }
 }
 
 static void note_crash(struct pool *p)
 {
     const struct conf *c = *p->confp;
-    long long t = now_ms();
+    int backoff_ms;
 
     prune_crashes(p);
-    if (p->ncrashes == (int)(sizeof p->crashes / sizeof p->crashes[0])) {
-        memmove(p->crashes, p->crashes + 1, sizeof p->crashes - sizeof p->crashes[0]);
-        p->ncrashes--;
-    }
-    p->crashes[p->ncrashes++] = t;
-    if (p->ncrashes >= c->api_crash_limit) {
-        p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : 1000;
-        if (p->backoff_ms > BACKOFF_MAX_MS)
-            p->backoff_ms = BACKOFF_MAX_MS;
-        p->respawn_at = t + p->backoff_ms;
+    backoff_ms = crashloop_note(&p->crashes, now_ms(), c->api_crash_window, c->api_crash_limit);
+    if (backoff_ms)
         log_error("children are crashing: %d exits in %llds; next respawn in %d ms",
-                  p->ncrashes, c->api_crash_window / 1000, p->backoff_ms);
-    }
+                  crashloop_exits(&p->crashes), c->api_crash_window / 1000, backoff_ms);
 }
 
 static void reap(struct pool *p)
@@ -357,9 +335,7 @@ static void do_reload(struct pool *p)
     free(old_listen);
     log_set_level((int)(*p->confp)->log_level);
     p->generation++;
-    p->respawn_at = 0;
-    p->backoff_ms = 0;
-    p->ncrashes = 0;
+    crashloop_reset(&p->crashes);
     spawn_missing(p);
     /* The new children accept now; the old ones finish what they hold. */
     signal_children(p, SIGTERM, 1);
@@ -415,7 +391,7 @@ int pool_run(int listen_fd, struct conf **confp, const struct pool_ops *ops,
     log_info("pool started: %lld children on %s", (*confp)->api_children, (*confp)->api_listen);
 
     for (;;) {
-        long long t, wait_ms = 1000;
+        long long t, respawn_at, wait_ms = 1000;
         struct timespec ts;
 
         if (got_chld) {
@@ -455,8 +431,9 @@ int pool_run(int listen_fd, struct conf **confp, const struct pool_ops *ops,
         }
 
         t = now_ms();
-        if (p->state == POOL_RUNNING && p->respawn_at > t && p->respawn_at - t < wait_ms)
-            wait_ms = p->respawn_at - t;
+        respawn_at = crashloop_respawn_at(&p->crashes);
+        if (p->state == POOL_RUNNING && respawn_at > t && respawn_at - t < wait_ms)
+            wait_ms = respawn_at - t;
         if (p->state == POOL_STOPPING && p->stop_deadline - t < wait_ms)
             wait_ms = p->stop_deadline > t ? p->stop_deadline - t : 0;
         ts.tv_sec = wait_ms / 1000;

@@ -1,6 +1,8 @@
 #include "config.h"
 
+#include <ctype.h>
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "crypto.h"
@@ -88,6 +90,54 @@ int parse_id(const char *s, long long *out)
     return 0;
 }
 
+static int is_leap(int y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static int digits(const char *s, int n, int *out)
+{
+    int v = 0;
+
+    for (int i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)s[i]))
+            return 0;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+/* See query.h. */
+int parse_utc_time(const char *s, char *out, size_t cap)
+{
+    static const int mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    int y, mo, d, h, mi, sec, frac = 0, frac_digits = 0;
+    const char *p = s + 19;
+
+    if (strlen(s) < 20 || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) ||
+        s[7] != '-' || !digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't') ||
+        !digits(s + 11, 2, &h) || s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' ||
+        !digits(s + 17, 2, &sec))
+        return CP_EINVAL;
+    if (*p == '.') {
+        for (p++; isdigit((unsigned char)*p) && frac_digits < 6; p++, frac_digits++)
+            frac = frac * 10 + (*p - '0');
+        if (frac_digits == 0)
+            return CP_EINVAL;
+        for (int i = frac_digits; i < 6; i++)
+            frac *= 10;
+    }
+    if ((*p != 'Z' && *p != 'z') || p[1] != '\0')
+        return CP_EINVAL;
+    /* DATETIME's range; no leap seconds. */
+    if (y < 1000 || mo < 1 || mo > 12 || d < 1 ||
+        d > mdays[mo - 1] + (mo == 2 && is_leap(y)) || h > 23 || mi > 59 || sec > 59)
+        return CP_EINVAL;
+    snprintf(out, cap, "%04d-%02d-%02d %02d:%02d:%02d.%06d", y, mo, d, h, mi, sec, frac);
+    return 0;
+}
+
 int req_path_id(struct request *req, const char *name, long long *out)
 {
     char text[24];
@@ -137,6 +187,23 @@ int req_paging(struct request *req, int *limit, long long *cursor)
     if (rc == 0 && parse_id(text, cursor)) {
         reply_error(req, 400, "invalid_parameter",
                     "The query parameter \"cursor\" is not one this server gave out.");
+        return 1;
+    }
+    return 0;
+}
+
+int req_query_time(struct request *req, const char *name, char *out, size_t cap)
+{
+    char text[64];
+    int rc;
+
+    out[0] = '\0';
+    rc = req_query(req, name, text, sizeof text);
+    if (rc)
+        return rc;
+    if (parse_utc_time(text, out, cap)) {
+        reply_error(req, 400, "invalid_parameter",
+                    "The query parameter \"%s\" must be a UTC time like 2026-11-22T05:00:00Z.", name);
         return 1;
     }
     return 0;

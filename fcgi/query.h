@@ -29,6 +29,14 @@ int query_get(const char *query, const char *name, char *out, size_t cap);
  * leading zero, 1..LLONG_MAX.  0 or CP_EINVAL. */
 int parse_id(const char *s, long long *out);
 
+/* An RFC 3339 time in UTC, "2026-11-22T05:00:00Z" with an optional
+ * fraction of up to 6 digits, as a DATETIME literal for binding
+ * ("2026-11-22 05:00:00.000000", cap >= QUERY_TIME_MAX).  Other offsets
+ * are refused: times are kept in UTC and a query says so.  0 or
+ * CP_EINVAL. */
+#define QUERY_TIME_MAX 32
+int parse_utc_time(const char *s, char *out, size_t cap);
+
 /* For handlers.  Each replies itself when it returns non-zero. */
 
 /* Path parameter name as an id: 0, or 1 after replying 404 (an id that
@@ -38,6 +46,10 @@ int req_path_id(struct request *req, const char *name, long long *out);
 /* Query parameter name: 0 when present, CP_ENOTFOUND when absent (no
  * reply), or 1 after replying 400 invalid_parameter. */
 int req_query(struct request *req, const char *name, char *out, size_t cap);
+
+/* Query parameter name as a UTC time (parse_utc_time): 0 when present,
+ * CP_ENOTFOUND when absent (out ""), or 1 after replying 400. */
+int req_query_time(struct request *req, const char *name, char *out, size_t cap);
 
 /* ?limit= and ?cursor=: 0 with *limit (default QUERY_LIMIT_DEFAULT) and
  * *cursor (0 when absent), or 1 after replying 400 invalid_parameter. */

@@ -44,11 +44,19 @@ void router_allow_header(unsigned mask, char *out, size_t outlen)
     }
 }
 
-/* Match path against one pattern; fills params on success. */
-static int pattern_match(const char *pattern, const char *path, struct route_match *m)
+/*
+ * Match path against one pattern; fills params on success.  *wild gets
+ * one bit per {name} segment, the first segment the highest, so that of
+ * two patterns matching one path the smaller *wild has a literal segment
+ * where the other first has a parameter.
+ */
+static int pattern_match(const char *pattern, const char *path, struct route_match *m,
+                         unsigned *wild)
 {
     const char *p = pattern, *s = path;
-    int nparams = 0;
+    int nparams = 0, segment = 0;
+
+    *wild = 0;
 
     while (*p && *s) {
         if (*p != '/' || *s != '/')
@@ -60,9 +68,12 @@ static int pattern_match(const char *pattern, const char *path, struct route_mat
         size_t plen = pend ? (size_t)(pend - p) : strlen(p);
         size_t slen = send ? (size_t)(send - s) : strlen(s);
 
+        if (segment == ROUTE_MAX_SEGMENTS)
+            return 0;
         if (plen >= 2 && p[0] == '{' && p[plen - 1] == '}') {
             if (slen == 0 || nparams == ROUTE_MAX_PARAMS)
                 return 0;
+            *wild |= 1u << (ROUTE_MAX_SEGMENTS - 1 - segment);
             m->params[nparams].name = p + 1;
             m->params[nparams].name_len = plen - 2;
             m->params[nparams].value = s;
@@ -73,6 +84,7 @@ static int pattern_match(const char *pattern, const char *path, struct route_mat
         }
         p += plen;
         s += slen;
+        segment++;
     }
     if (*p || *s)
         return 0;
@@ -80,11 +92,14 @@ static int pattern_match(const char *pattern, const char *path, struct route_mat
     return 1;
 }
 
+/* A literal segment wins over a parameter in the same place, whatever
+ * the order of the table (GET /jobs/dead is not GET /jobs/{id}); among
+ * patterns of the same shape the first in the table wins. */
 enum route_result router_match(const struct route *table, size_t n,
                                unsigned method, const char *path,
                                struct route_match *m)
 {
-    unsigned allowed = 0;
+    unsigned allowed = 0, wild, best_wild = 0;
     struct route_match tmp;
 
     memset(m, 0, sizeof *m);
@@ -95,18 +110,23 @@ enum route_result router_match(const struct route *table, size_t n,
         unsigned mask = table[i].methods;
 
         memset(&tmp, 0, sizeof tmp);
-        if (!pattern_match(table[i].pattern, path, &tmp))
+        if (!pattern_match(table[i].pattern, path, &tmp, &wild))
             continue;
         if (mask & M_GET)
             mask |= M_HEAD;
-        if (method & mask) {
-            *m = tmp;
-            m->route = &table[i];
-            m->index = (int)i;
-            return ROUTE_FOUND;
+        if (!(method & mask)) {
+            allowed |= mask;
+            continue;
         }
-        allowed |= mask;
+        if (m->route && wild >= best_wild)
+            continue;
+        *m = tmp;
+        m->route = &table[i];
+        m->index = (int)i;
+        best_wild = wild;
     }
+    if (m->route)
+        return ROUTE_FOUND;
     if (!allowed)
         return ROUTE_NOT_FOUND;
     m->allowed = allowed;

@@ -6,7 +6,8 @@
  * Every endpoint of crosspost-api: methods, path pattern, least role,
  * handler.  Paths are as nginx passes them (DOCUMENT_URI: decoded and
  * normalised).  Ops endpoints sit outside /api/v1; nginx restricts
- * /metrics to its allow list.
+ * /metrics to its allow list.  A literal segment wins over a {parameter}
+ * in the same place (router.c), so /jobs/dead is never taken for a job id.
  */
 const struct route api_routes[] = {
     { M_GET, "/healthz", ROLE_PUBLIC, h_healthz },
@@ -32,6 +33,14 @@ const struct route api_routes[] = {
     { M_POST, "/api/v1/admin/users/{id}/revoke-sessions", ROLE_ADMIN, h_admin_user_revoke_sessions },
 
     { M_GET, "/api/v1/audit", ROLE_USER, h_audit_list },
+
+    { M_GET, "/api/v1/jobs", ROLE_USER, h_jobs_list },
+    { M_GET, "/api/v1/jobs/dead", ROLE_USER, h_jobs_dead_list },
+    { M_POST, "/api/v1/jobs/dead/retry", ROLE_USER, h_jobs_dead_retry },
+    { M_GET, "/api/v1/jobs/{id}", ROLE_USER, h_job_get },
+    { M_POST, "/api/v1/jobs/{id}/retry", ROLE_USER, h_job_retry },
+    { M_POST, "/api/v1/jobs/{id}/cancel", ROLE_USER, h_job_cancel },
+    { M_GET, "/api/v1/workers", ROLE_OPERATOR, h_workers_list },
 };
 
 const size_t api_nroutes = sizeof api_routes / sizeof api_routes[0];

@@ -41,3 +41,21 @@ int audit_write(struct db *db, const struct audit_event *ev)
         log_error("audit event %s could not be recorded: %s", ev->action, cp_strerror(rc));
     return rc;
 }
+
+int audit_prune(struct db *db, long long retention_ms, int batch, size_t *deleted)
+{
+    unsigned long long affected = 0;
+    int rc;
+
+    *deleted = 0;
+    if (batch < 1)
+        return CP_EINVAL;
+    struct db_param p[] = { DB_I64(retention_ms / 1000), DB_I64(batch) };
+    /* By primary key, oldest first: each batch locks only what it deletes. */
+    rc = db_exec(db, "DELETE FROM audit_log WHERE at < NOW(3) - INTERVAL ? SECOND "
+                     "ORDER BY id LIMIT ?", p, 2, &affected, NULL);
+    if (rc)
+        return rc;
+    *deleted = (size_t)affected;
+    return 0;
+}

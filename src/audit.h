@@ -9,6 +9,8 @@
 #ifndef CP_AUDIT_H
 #define CP_AUDIT_H
 
+#include <stddef.h>
+
 #include "db.h"
 
 struct audit_event {
@@ -25,5 +27,10 @@ struct audit_event {
 };
 
 int audit_write(struct db *db, const struct audit_event *ev);
+
+/* Delete up to batch events older than retention_ms, oldest first;
+ * *deleted is how many went.  Call again while *deleted == batch (small
+ * batches keep the table usable meanwhile). */
+int audit_prune(struct db *db, long long retention_ms, int batch, size_t *deleted);
 
 #endif

@@ -82,6 +82,25 @@ struct conf {
     long long login_throttle_window;     /* ms: how long failures are counted */
     long long api_rate_limit;            /* requests per window per principal; 0 = off */
     long long api_rate_window;           /* ms */
+
+    /* the job queue and crosspost-worker (see src/queue.h, workers/) */
+    char *worker_queues;                 /* "queue:processes,..." */
+    char *worker_pid_file;
+    long long worker_claim_batch;        /* most jobs one claim takes */
+    long long worker_poll_interval;      /* ms: idle poll of the jobs table */
+    long long worker_wake_interval;      /* ms: new-job check that wakes idle workers; 0 = off */
+    long long worker_heartbeat_interval; /* ms */
+    long long worker_stale_after;        /* ms: a heartbeat older than this is a dead process */
+    long long worker_stall_timeout;      /* ms: a child silent this long is killed */
+    long long worker_graceful_timeout;   /* ms: running jobs get this long on a graceful stop */
+    long long worker_crash_limit;        /* abnormal exits per worker_crash_window ... */
+    long long worker_crash_window;       /* ms ... before respawns are throttled */
+    long long job_lease;                 /* ms: a claim's lease, renewed by heartbeats */
+    long long job_retry_base;            /* ms: first retry delay before jitter */
+    long long job_retry_cap;             /* ms: longest retry delay */
+    long long job_retention;             /* ms: succeeded and cancelled jobs are pruned after */
+    long long dead_job_retention;        /* ms: dead jobs are pruned after */
+    long long scheduler_interval;        /* ms: promotion and lease reaping tick */
 };
 
 /* Where the value of one key came from. */

@@ -36,4 +36,8 @@ int cmd_keygen(struct ctl *ctl, int argc, char **argv);
 /* ctl_audit.c */
 int cmd_audit(struct ctl *ctl, int argc, char **argv);
 
+/* ctl_jobs.c */
+int cmd_jobs(struct ctl *ctl, int argc, char **argv);
+int cmd_workers(struct ctl *ctl, int argc, char **argv);
+
 #endif

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "audit.h"
 #include "ctl.h"
 #include "db.h"
 #include "err.h"
@@ -15,7 +16,8 @@
 
 int cmd_audit(struct ctl *ctl, int argc, char **argv)
 {
-    unsigned long long affected, total = 0;
+    unsigned long long total = 0;
+    size_t deleted;
     struct conf *c;
     struct db *db = NULL;
     int rc;
@@ -31,14 +33,10 @@ int cmd_audit(struct ctl *ctl, int argc, char **argv)
         db_close(db);
         return EXIT_FAILED;
     }
-    struct db_param p[] = { DB_I64(c->audit_retention / 1000), DB_I64(PRUNE_BATCH) };
     do {
-        affected = 0;
-        /* By primary key, oldest first: each batch locks only what it deletes. */
-        rc = db_exec(db, "DELETE FROM audit_log WHERE at < NOW(3) - INTERVAL ? SECOND "
-                         "ORDER BY id LIMIT ?", p, 2, &affected, NULL);
-        total += affected;
-    } while (!rc && affected == PRUNE_BATCH);
+        rc = audit_prune(db, c->audit_retention, PRUNE_BATCH, &deleted);
+        total += deleted;
+    } while (!rc && deleted == PRUNE_BATCH);
     if (rc)
         fprintf(stderr, "crosspostctl: audit prune: %s\n", db_error(db));
     else

@@ -61,6 +61,7 @@ struct db {
     unsigned long long clock;
 
     unsigned long long rng;      /* for the retry pause */
+    unsigned long long tx_retries; /* transactions run again (db_tx_retries) */
 
     unsigned last_errno;
     char last_error[DB_ERROR_MAX];
@@ -957,6 +958,11 @@ int db_set_read_committed(struct db *db)
     return rc;
 }
 
+unsigned long long db_tx_retries(const struct db *db)
+{
+    return db ? db->tx_retries : 0;
+}
+
 int db_transaction(struct db *db, db_tx_fn fn, void *arg, int max_attempts)
 {
     int rc = CP_ERETRY;
@@ -980,6 +986,7 @@ int db_transaction(struct db *db, db_tx_fn fn, void *arg, int max_attempts)
         if (attempt < max_attempts) {
             long ms = (long)(5 + next_random(db) % 46) * attempt;
 
+            db->tx_retries++;
             log_debug("transaction attempt %d failed (%s); retrying in %ld ms",
                       attempt, cp_strerror(rc), ms);
             pause_ms(ms);

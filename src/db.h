@@ -79,7 +79,8 @@ size_t db_result_len(const struct db_result *r, size_t row, size_t col);
 int db_result_i64(const struct db_result *r, size_t row, size_t col, long long *out);
 void db_result_free(struct db_result *r);
 
-/* Transactions.  db_begin() starts one; db_commit()/db_rollback() end it. */
+/* Transactions.  db_begin() starts one (CP_EINVAL when one is already
+ * open on this handle); db_commit()/db_rollback() end it. */
 int db_begin(struct db *db);
 int db_commit(struct db *db);
 int db_rollback(struct db *db);
@@ -94,6 +95,10 @@ int db_set_read_committed(struct db *db);
  * with a short randomised pause between attempts. */
 typedef int (*db_tx_fn)(struct db *db, void *arg);
 int db_transaction(struct db *db, db_tx_fn fn, void *arg, int max_attempts);
+
+/* How many times db_transaction() has run a transaction again on this
+ * handle (for the deadlock-retry metric). */
+unsigned long long db_tx_retries(const struct db *db);
 
 /* Run a trusted SQL script (statements separated by ';' outside quotes
  * and comments) with plain queries.  On failure *err names the statement

@@ -140,6 +140,46 @@ class Stack:
         with open(path, errors="replace") as f:
             return f.read()
 
+    # -- the worker supervisor (crosspost-worker) --------------------------
+    def worker_master(self):
+        return self.pid("worker")
+
+    def worker_children(self):
+        """Pids of the supervisor's processes (scheduler and workers)."""
+        out = subprocess.run(["pgrep", "-P", str(self.worker_master())],
+                             capture_output=True, text=True).stdout
+        return sorted(int(p) for p in out.split())
+
+    def signal_worker(self, sig):
+        os.kill(self.worker_master(), sig)
+
+    def start_worker(self, env=None, timeout=15):
+        """Start the supervisor through scripts/stack; env carries
+        CROSSPOST_* overrides (CROSSPOST_WORKER_QUEUES, CROSSPOST_JOB_LEASE...).
+        Returns once the pid file names a live process (a pid file left by
+        a killed supervisor is replaced, not trusted)."""
+        self.start("worker", env=env)
+        deadline = time.time() + timeout
+        while True:
+            try:
+                pid = self.worker_master()
+                if process_alive(pid):
+                    return pid
+            except (OSError, ValueError):
+                pid = None
+            if time.time() > deadline:
+                raise AssertionError("crosspost-worker did not start (pid file: %r); log tail:\n%s"
+                                     % (pid, self.log("worker.log")[-2000:]))
+            time.sleep(0.05)
+
+    def stop_worker(self):
+        self.stop("worker")
+
+    def jobs_by_state(self, where="1"):
+        """{state: count} of the jobs matching a SQL condition."""
+        rows = stack_sql(self, "SELECT state, COUNT(*) FROM jobs WHERE %s GROUP BY state" % where)
+        return {state: int(n) for state, n in rows}
+
     # -- HTTP through nginx ----------------------------------------------
     def request(self, method, path, body=None, headers=None, timeout=10, source=None):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout,

@@ -28,6 +28,24 @@ def make_api_key(stack, owner):
     return r.json()["id"]
 
 
+def make_job(stack, owner, cancelled=False):
+    """A job of the owner's that no worker runs (delayed, on a queue of its
+    own); cancelled so that it can be retried."""
+    r = stack.ctl("jobs", "enqueue", "noop", "--user", owner.user["email"], "--delay", "1h",
+                  "--queue", "idor")
+    assert r.returncode == 0, r.stderr
+    job = int(r.stdout.strip())
+    if cancelled:
+        r = stack.ctl("jobs", "cancel", str(job))
+        assert r.returncode == 0, r.stderr
+    return job
+
+
+def job_state(stack, owner, job):
+    r = stack.request("GET", "/api/v1/jobs/%d" % job, headers=bearer(owner.access))
+    return r.json()["state"] if r.status == 200 else None
+
+
 # pattern -> (create(stack, owner_session) -> id, [(method, body)] tried by the other user,
 #             probe(stack, owner_session, id) -> True while the owner still has it)
 OWNED = {
@@ -37,6 +55,21 @@ OWNED = {
         lambda stack, owner, i: any(k["id"] == i and k.get("revoked_at") is None for k in
                                     stack.request("GET", "/api/v1/me/api-keys?limit=200",
                                                   headers=bearer(owner.access)).json()["data"]),
+    ),
+    "/api/v1/jobs/{id}": (
+        make_job,
+        [("GET", None)],
+        lambda stack, owner, i: job_state(stack, owner, i) == "scheduled",
+    ),
+    "/api/v1/jobs/{id}/cancel": (
+        make_job,
+        [("POST", {})],
+        lambda stack, owner, i: job_state(stack, owner, i) == "scheduled",
+    ),
+    "/api/v1/jobs/{id}/retry": (
+        lambda stack, owner: make_job(stack, owner, cancelled=True),
+        [("POST", {})],
+        lambda stack, owner, i: job_state(stack, owner, i) == "cancelled",
     ),
 }
 

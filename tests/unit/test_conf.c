@@ -37,6 +37,11 @@ static const char *const all_keys[] = {
     "jwt_audience", "access_token_ttl", "session_lifetime", "session_cookie_secure",
     "signup_enabled", "audit_retention", "login_throttle_after", "login_throttle_addr_after",
     "login_throttle_window", "api_rate_limit", "api_rate_window",
+    "worker_queues", "worker_pid_file", "worker_claim_batch", "worker_poll_interval",
+    "worker_wake_interval", "worker_heartbeat_interval", "worker_stale_after",
+    "worker_stall_timeout", "worker_graceful_timeout", "worker_crash_limit",
+    "worker_crash_window", "job_lease", "job_retry_base", "job_retry_cap", "job_retention",
+    "dead_job_retention", "scheduler_interval",
 };
 #define NKEYS (sizeof all_keys / sizeof all_keys[0])
 

@@ -22,6 +22,12 @@ static const struct route table[] = {
     { M_POST, "/api/v1/connections/{platform}/authorize", ROLE_USER, h_dummy },
     { M_GET, "/api/v1/connections/{id}", ROLE_USER, h_dummy },
     { M_GET, "/api/v1/a/{x}/b/{y}", ROLE_USER, h_dummy },
+    /* Parameters before literals on purpose: the literal must still win. */
+    { M_GET, "/api/v1/jobs/{id}", ROLE_USER, h_dummy },
+    { M_POST, "/api/v1/jobs/{id}/retry", ROLE_USER, h_dummy },
+    { M_GET, "/api/v1/jobs/dead", ROLE_USER, h_dummy },
+    { M_POST, "/api/v1/jobs/dead/retry", ROLE_USER, h_dummy },
+    { M_GET, "/api/v1/{x}/dead", ROLE_USER, h_dummy },
 };
 #define NTABLE (sizeof table / sizeof table[0])
 
@@ -59,6 +65,16 @@ static const struct match_case cases[] = {
     { "GET", "/api/v1/a/1/b", ROUTE_NOT_FOUND, -1, NULL },
     { "GET", "/api/v1/a/1/b/2/c", ROUTE_NOT_FOUND, -1, NULL },
     { "GET", "/API/v1/users", ROUTE_NOT_FOUND, -1, NULL },
+    { "GET", "/api/v1/jobs/42", ROUTE_FOUND, 7, NULL },
+    { "GET", "/api/v1/jobs/dead", ROUTE_FOUND, 9, NULL },
+    { "HEAD", "/api/v1/jobs/dead", ROUTE_FOUND, 9, NULL },
+    { "POST", "/api/v1/jobs/42/retry", ROUTE_FOUND, 8, NULL },
+    { "POST", "/api/v1/jobs/dead/retry", ROUTE_FOUND, 10, NULL },
+    { "POST", "/api/v1/jobs/dead", ROUTE_METHOD_NOT_ALLOWED, -1, "GET, HEAD" },
+    { "GET", "/api/v1/jobs/dead/retry", ROUTE_METHOD_NOT_ALLOWED, -1, "POST" },
+    /* The first segment that differs decides: /users/{id} beats /{x}/dead. */
+    { "GET", "/api/v1/users/dead", ROUTE_FOUND, 2, NULL },
+    { "GET", "/api/v1/other/dead", ROUTE_FOUND, 11, NULL },
 };
 
 static void test_match_table(void **state)

@@ -1,0 +1,51 @@
+#include "config.h"
+
+#include <string.h>
+
+#include "jobkinds.h"
+
+#define MINUTES(n) ((long long)(n) * 60 * 1000)
+
+const struct job_kind job_kinds[] = {
+    { "maintenance.prune_jobs", "maintenance", 3, MINUTES(10), 0,
+      "delete finished jobs past job_retention / dead_job_retention in batches of 500" },
+    { "maintenance.prune_workers", "maintenance", 3, MINUTES(10), 0,
+      "delete workers rows stopped more than 7 days ago" },
+    { "maintenance.prune_audit", "maintenance", 3, MINUTES(10), 0,
+      "delete audit events older than audit_retention" },
+    { "maintenance.prune_sessions", "maintenance", 3, MINUTES(10), 0,
+      "delete sessions expired more than 1 day ago" },
+    { "noop", "default", 5, MINUTES(1), 1,
+      "does nothing (tests and benchmarks)" },
+    { "sleep", "default", 5, MINUTES(10), 1,
+      "sleeps {\"ms\":N} milliseconds, reporting progress (tests)" },
+};
+
+const size_t job_nkinds = sizeof job_kinds / sizeof job_kinds[0];
+
+const struct job_kind *job_kind_find(const char *name)
+{
+    if (!name)
+        return NULL;
+    for (size_t i = 0; i < job_nkinds; i++)
+        if (strcmp(job_kinds[i].name, name) == 0)
+            return &job_kinds[i];
+    return NULL;
+}
+
+int job_queue_name_ok(const char *name)
+{
+    size_t n = 0;
+
+    if (!name)
+        return 0;
+    for (const char *p = name; *p; p++, n++) {
+        char c = *p;
+
+        if (n >= JOB_QUEUE_MAX)
+            return 0;
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+            return 0;
+    }
+    return n > 0;
+}
