@@ -197,19 +197,29 @@ static int cmd_wait(struct db *db, long long after, long long n, double seconds)
 {
     struct db_param p[] = { DB_I64(after) };
     double t0 = mono_s();
-    long long finished = 0;
+    long long finished = 0, unfinished = -1;
 
+    /* Count what is left through the claim index (cheap, and cheaper as
+     * the queue drains) rather than what is done (a scan of every
+     * finished row, which would compete with the workers for MariaDB). */
     while (mono_s() - t0 < seconds) {
-        int rc = query_i64(db, "SELECT COUNT(*) FROM jobs WHERE id > ? AND queue = 'default'"
-                           " AND state IN ('succeeded','dead','cancelled')", p, 1, &finished);
+        int rc = query_i64(db, "SELECT COUNT(*) FROM jobs FORCE INDEX (ix_jobs_claim)"
+                           " WHERE queue = 'default' AND state IN ('scheduled','ready','running','failed')"
+                           " AND id > ?", p, 1, &unfinished);
 
         if (rc && rc != CP_EUNAVAIL)
-            return fail(db, "counting finished jobs", rc);
-        if (finished >= n) {
-            printf("%lld jobs finished after %.2f s\n", finished, mono_s() - t0);
-            return 0;
+            return fail(db, "counting unfinished jobs", rc);
+        if (rc == 0 && unfinished == 0) {
+            rc = query_i64(db, "SELECT COUNT(*) FROM jobs WHERE id > ? AND queue = 'default'"
+                           " AND state IN ('succeeded','dead','cancelled')", p, 1, &finished);
+            if (rc && rc != CP_EUNAVAIL)
+                return fail(db, "counting finished jobs", rc);
+            if (finished >= n) {
+                printf("%lld jobs finished after %.2f s\n", finished, mono_s() - t0);
+                return 0;
+            }
         }
-        sleep_until(mono_s() + 0.02);
+        sleep_until(mono_s() + 0.1);
     }
     fprintf(stderr, "queue_bench: only %lld of %lld jobs finished in %.1f s\n", finished, n, seconds);
     return 1;
