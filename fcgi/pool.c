@@ -19,6 +19,7 @@
 #include "crashloop.h"
 #include "err.h"
 #include "log.h"
+#include "sigflags.h"
 #include "metrics.h"
 #include "pool.h"
 
@@ -356,23 +357,10 @@ static void begin_stop(struct pool *p, int fast)
 static void install_handlers(struct pool *p)
 {
     static const int sigs[] = { SIGTERM, SIGQUIT, SIGINT, SIGHUP, SIGCHLD, SIGUSR1 };
-    struct sigaction sa;
-    sigset_t block;
 
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigemptyset(&block);
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
-        sigaction(sigs[i], &sa, NULL);
-        sigaddset(&block, sigs[i]);
-    }
-    signal(SIGPIPE, SIG_IGN);
     /* Signals are only delivered inside ppoll(), so flags are read
      * without races. */
-    sigprocmask(SIG_BLOCK, &block, &p->wait_mask);
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-        sigdelset(&p->wait_mask, sigs[i]);
+    sigflags_install(sigs, sizeof sigs / sizeof sigs[0], on_signal, &p->wait_mask);
 }
 
 int pool_run(int listen_fd, struct conf **confp, const struct pool_ops *ops,

@@ -100,6 +100,24 @@ struct conf *ctl_conf(struct ctl *ctl)
     return ctl->conf;
 }
 
+int ctl_open_db(struct ctl *ctl, struct db **db)
+{
+    struct conf *c = ctl_conf(ctl);
+    int rc;
+
+    *db = NULL;
+    if (!c)
+        return EXIT_USAGE;
+    rc = db_open(c, db);
+    if (rc) {
+        fprintf(stderr, "crosspostctl: cannot connect to MariaDB: %s\n", *db ? db_error(*db) : cp_strerror(rc));
+        db_close(*db);
+        *db = NULL;
+        return EXIT_FAILED;
+    }
+    return 0;
+}
+
 static int cmd_config(struct ctl *ctl, int argc, char **argv)
 {
     struct conf *c;

@@ -25,6 +25,12 @@ struct ctl {
 /* Load the configuration once; NULL (after telling the user) on error. */
 struct conf *ctl_conf(struct ctl *ctl);
 
+struct db;
+
+/* Connect to MariaDB with the configuration: 0, or the exit status to
+ * return after telling the user why not (EXIT_USAGE, EXIT_FAILED). */
+int ctl_open_db(struct ctl *ctl, struct db **db);
+
 /* Print "crosspostctl: <message>" and the usage; returns EXIT_USAGE. */
 int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void usage(FILE *fp);

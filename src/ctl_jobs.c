@@ -83,24 +83,6 @@ static int parse_duration_ms(const char *s, long long *out)
     return CP_EINVAL;
 }
 
-static int open_db(struct ctl *ctl, struct db **db)
-{
-    struct conf *c = ctl_conf(ctl);
-    int rc;
-
-    *db = NULL;
-    if (!c)
-        return EXIT_USAGE;
-    rc = db_open(c, db);
-    if (rc) {
-        fprintf(stderr, "crosspostctl: cannot connect to MariaDB: %s\n", *db ? db_error(*db) : cp_strerror(rc));
-        db_close(*db);
-        *db = NULL;
-        return EXIT_FAILED;
-    }
-    return 0;
-}
-
 static int db_failed(struct db *db)
 {
     fprintf(stderr, "crosspostctl: %s\n", db_error(db)[0] ? db_error(db) : "the database is not answering");
@@ -533,7 +515,7 @@ int cmd_jobs(struct ctl *ctl, int argc, char **argv)
         k++;
     if (!subcommands[k])
         return usage_error("jobs: unknown subcommand \"%s\" (crosspostctl jobs help)", argv[1]);
-    rc = open_db(ctl, &db);
+    rc = ctl_open_db(ctl, &db);
     if (rc)
         return rc;
     if (!strcmp(argv[1], "list"))
@@ -567,7 +549,7 @@ int cmd_workers(struct ctl *ctl, int argc, char **argv)
         else
             return usage_error("workers: unexpected argument \"%s\"", argv[i]);
     }
-    rc = open_db(ctl, &db);
+    rc = ctl_open_db(ctl, &db);
     if (rc)
         return rc;
     c = ctl_conf(ctl);

@@ -90,24 +90,6 @@ static void audit(struct db *db, const char *action, long long target, const cha
     audit_write(db, &ev);
 }
 
-static int open_db(struct ctl *ctl, struct db **db)
-{
-    struct conf *c = ctl_conf(ctl);
-    int rc;
-
-    *db = NULL;
-    if (!c)
-        return EXIT_USAGE;
-    rc = db_open(c, db);
-    if (rc) {
-        fprintf(stderr, "crosspostctl: cannot connect to MariaDB: %s\n", *db ? db_error(*db) : cp_strerror(rc));
-        db_close(*db);
-        *db = NULL;
-        return EXIT_FAILED;
-    }
-    return 0;
-}
-
 static int find_user(struct db *db, const char *email, struct user *u)
 {
     int rc = user_find_by_email(db, email, u);
@@ -273,7 +255,7 @@ int cmd_user(struct ctl *ctl, int argc, char **argv)
     if (strcmp(argv[1], "add") && strcmp(argv[1], "passwd") && strcmp(argv[1], "role") &&
         strcmp(argv[1], "disable") && strcmp(argv[1], "enable") && strcmp(argv[1], "list"))
         return usage_error("user: unknown subcommand \"%s\"", argv[1]);
-    rc = open_db(ctl, &db);
+    rc = ctl_open_db(ctl, &db);
     if (rc)
         return rc;
     if (!strcmp(argv[1], "add"))

@@ -981,6 +981,7 @@ static const char sql_reap_select[] =
 
 struct lost_ctx {
     long long owner;              /* 0: reap expired leases */
+    long long running_id;         /* the owner's job in progress; 0 none, -1 unknown */
     int limit;                    /* this transaction's share */
     const char *why;              /* NULL: a lease that expired */
     const struct retry_policy *p;
@@ -1032,8 +1033,13 @@ static int lost_tx(struct db *db, void *arg)
         e.attempt = (int)attempts;
         e.kind = kind;
         e.cls = JOB_ERR_LOST;
+        /* Held but never started: the death was not this job's doing. */
+        if (c->owner && c->running_id >= 0 && e.id != c->running_id) {
+            e.cls = JOB_ERR_RELEASED;
+            snprintf(why, sizeof why, "%s before the job started", c->why);
+        }
         e.message = why;
-        e.d = retry_decide(JOB_ERR_LOST, (int)attempts, (int)max_attempts, 0, c->p, rnd);
+        e.d = retry_decide(e.cls, (int)attempts, (int)max_attempts, 0, c->p, rnd);
         rc = end_attempt(db, &e, NULL);
         if (rc == CP_ECONFLICT) {
             /* A running row without a lease of its own: nothing to fence. */
@@ -1073,10 +1079,11 @@ static int lost_batches(struct db *db, struct lost_ctx *c, int limit, size_t *n)
     return rc;
 }
 
-int queue_release_owner(struct db *db, long long owner, const char *why,
+int queue_release_owner(struct db *db, long long owner, long long running_id, const char *why,
                         const struct retry_policy *p, size_t *n)
 {
-    struct lost_ctx c = { .owner = owner, .why = why ? why : "worker process gone", .p = p };
+    struct lost_ctx c = { .owner = owner, .running_id = running_id < 0 ? -1 : running_id,
+                          .why = why ? why : "worker process gone", .p = p };
 
     if (n)
         *n = 0;
@@ -1087,7 +1094,7 @@ int queue_release_owner(struct db *db, long long owner, const char *why,
 
 int queue_reap_expired(struct db *db, int limit, const struct retry_policy *p, size_t *n)
 {
-    struct lost_ctx c = { .owner = 0, .why = NULL, .p = p };
+    struct lost_ctx c = { .owner = 0, .running_id = -1, .why = NULL, .p = p };
 
     if (n)
         *n = 0;

@@ -168,11 +168,14 @@ int queue_progress(struct db *db, const struct lease *l, long long id, long long
 
 /*
  * A worker process is gone (its supervisor reaped it, or found it dead
- * at start): every job it still held runs again as a lost attempt
- * (retry_decide with JOB_ERR_LOST; why goes into job_attempts).
- * *n may be NULL.
+ * at start).  The job it was running, running_id, runs again as a lost
+ * attempt (retry_decide with JOB_ERR_LOST; why goes into job_attempts),
+ * so a job that kills its worker every time ends up dead.  The jobs it
+ * held but had not started are released with their attempt refunded.
+ * running_id 0 = it was running none; -1 = not known (every job held
+ * counts as lost).  *n may be NULL.
  */
-int queue_release_owner(struct db *db, long long owner, const char *why,
+int queue_release_owner(struct db *db, long long owner, long long running_id, const char *why,
                         const struct retry_policy *p, size_t *n);
 
 /* Scheduler: make up to limit due scheduled and failed jobs ready. */

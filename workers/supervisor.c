@@ -16,6 +16,7 @@
 #include "err.h"
 #include "jobstats.h"
 #include "log.h"
+#include "sigflags.h"
 #include "queue.h"
 #include "runner.h"
 #include "scheduler.h"
@@ -168,6 +169,7 @@ struct child {
 /* A dead child whose jobs could not be given back yet (database away). */
 struct pending_release {
     long long worker_id;
+    long long running_id;                  /* see queue_release_owner() */
     char why[WHY_MAX];
 };
 
@@ -226,7 +228,7 @@ static const char *role_name(enum child_role r)
 
 /* ------------------------------------------------- releasing claims -- */
 
-static int release_owner(struct supervisor *s, long long worker_id, const char *why)
+static int release_owner(struct supervisor *s, long long worker_id, long long running_id, const char *why)
 {
     struct retry_policy p = policy_of(s);
     size_t n = 0;
@@ -234,7 +236,7 @@ static int release_owner(struct supervisor *s, long long worker_id, const char *
 
     rc = workers_row_stop(s->db, worker_id);
     if (!rc)
-        rc = queue_release_owner(s->db, worker_id, why, &p, &n);
+        rc = queue_release_owner(s->db, worker_id, running_id, why, &p, &n);
     count_db_retries(s);
     if (rc)
         return rc;
@@ -246,9 +248,10 @@ static int release_owner(struct supervisor *s, long long worker_id, const char *
 }
 
 /* Give a dead process's jobs back now, or remember to. */
-static void release_or_remember(struct supervisor *s, long long worker_id, const char *why)
+static void release_or_remember(struct supervisor *s, long long worker_id, long long running_id,
+                                const char *why)
 {
-    int rc = release_owner(s, worker_id, why);
+    int rc = release_owner(s, worker_id, running_id, why);
 
     if (!rc)
         return;
@@ -260,6 +263,7 @@ static void release_or_remember(struct supervisor *s, long long worker_id, const
         return;
     }
     s->pending[s->npending].worker_id = worker_id;
+    s->pending[s->npending].running_id = running_id;
     snprintf(s->pending[s->npending].why, sizeof s->pending[s->npending].why, "%s", why);
     s->npending++;
 }
@@ -269,7 +273,7 @@ static void retry_pending_releases(struct supervisor *s)
     size_t keep = 0;
 
     for (size_t i = 0; i < s->npending; i++) {
-        if (release_owner(s, s->pending[i].worker_id, s->pending[i].why) == 0)
+        if (release_owner(s, s->pending[i].worker_id, s->pending[i].running_id, s->pending[i].why) == 0)
             continue;
         s->pending[keep++] = s->pending[i];
     }
@@ -508,9 +512,14 @@ static void reap(struct supervisor *s)
             log_error("%s (%s%s%s)", why, role_name(c->role), c->queue[0] ? " of queue " : "", c->queue);
         else
             log_info("%s process %ld exited", role_name(c->role), (long)pid);
-        /* Marked stopped and its jobs back at once, not after their leases. */
-        if (worker_id)
-            release_or_remember(s, worker_id, why);
+        /* Marked stopped and its jobs back at once, not after their
+         * leases; only the job it was running spends an attempt. */
+        if (worker_id) {
+            long long running_id = 0, deadline = 0;
+
+            slot_job(slot, &running_id, &deadline);
+            release_or_remember(s, worker_id, running_id, why);
+        }
         if (crashed && s->state == SUP_RUNNING && c->generation == s->generation)
             note_crash(s);
         slot_set_pid(slot, 0);
@@ -687,7 +696,8 @@ static void recover_dead(struct supervisor *s)
             snprintf(why, sizeof why, "worker process %lld had not sent a heartbeat for %lld s", pid,
                      age_ms / 1000);
         log_warn("recovering worker %lld: %s", id, why);
-        release_or_remember(s, id, why);
+        /* What it was running is not known: every job it held counts. */
+        release_or_remember(s, id, -1, why);
     }
     db_result_free(r);
 }
@@ -795,23 +805,10 @@ static int register_self(struct supervisor *s)
 static void install_handlers(struct supervisor *s)
 {
     static const int sigs[] = { SIGTERM, SIGQUIT, SIGINT, SIGHUP, SIGCHLD, SIGUSR1 };
-    struct sigaction sa;
-    sigset_t block;
 
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigemptyset(&block);
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
-        sigaction(sigs[i], &sa, NULL);
-        sigaddset(&block, sigs[i]);
-    }
-    signal(SIGPIPE, SIG_IGN);
     /* Signals are only delivered inside ppoll(), so flags are read
      * without races. */
-    sigprocmask(SIG_BLOCK, &block, &s->wait_mask);
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-        sigdelset(&s->wait_mask, sigs[i]);
+    sigflags_install(sigs, sizeof sigs / sizeof sigs[0], on_signal, &s->wait_mask);
 }
 
 static long long earliest(long long a, long long b)

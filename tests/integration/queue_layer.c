@@ -978,7 +978,7 @@ static void test_release_owner(void **state)
     claim_n(db, "zz_qt_owner", gone, 2, 2, 600000, &mine);
     claim_n(db, "zz_qt_owner", worker_b, 1, 1, 600000, &theirs);
 
-    assert_int_equal(queue_release_owner(db, gone, "worker process 4444 killed by signal 9",
+    assert_int_equal(queue_release_owner(db, gone, -1, "worker process 4444 killed by signal 9",
                                          &p, &n), 0);
     assert_int_equal(n, 2);
     job_text(db, "SELECT CONCAT_WS(',', state, attempts, last_error_class, last_error, owner IS NULL)"
@@ -1001,11 +1001,46 @@ static void test_release_owner(void **state)
     assert_int_equal(queue_complete(db, &mine.lease, &first, 1, &done), 0);
     assert_int_equal(done, 0);
     /* nothing more to release */
-    assert_int_equal(queue_release_owner(db, gone, "again", &p, &n), 0);
+    assert_int_equal(queue_release_owner(db, gone, -1, "again", &p, &n), 0);
     assert_int_equal(n, 0);
-    assert_int_equal(queue_release_owner(db, 0, "x", &p, &n), CP_EINVAL);
+    assert_int_equal(queue_release_owner(db, 0, -1, "x", &p, &n), CP_EINVAL);
     job_batch_free(&mine);
     job_batch_free(&theirs);
+}
+
+/* Only the job in progress spends an attempt; the ones held but not yet
+ * started are refunded. */
+static void test_release_owner_refunds_unstarted(void **state)
+{
+    struct fixture *fx = *state;
+    struct db *db = fx->db;
+    const struct retry_policy p = LONG_WAIT;
+    struct job_batch held = { 0 };
+    size_t n = 99;
+    char text[256];
+    long long gone = add_worker(db, 4545);
+
+    assert_true(gone > 0);
+    ENQ(db, "zz_qt_owner2", .max_attempts = 5);
+    ENQ(db, "zz_qt_owner2", .max_attempts = 5);
+    ENQ(db, "zz_qt_owner2", .max_attempts = 5);
+    claim_n(db, "zz_qt_owner2", gone, 3, 3, 600000, &held);
+
+    assert_int_equal(queue_release_owner(db, gone, held.jobs[1].id, "worker process 4545 killed by signal 9",
+                                         &p, &n), 0);
+    assert_int_equal(n, 3);
+    job_text(db, "SELECT CONCAT_WS(',', state, attempts, last_error_class) FROM jobs WHERE id = ?",
+             held.jobs[1].id, text, sizeof text);
+    assert_string_equal(text, "failed,1,lost");
+    for (int k = 0; k < 3; k += 2) {
+        job_text(db, "SELECT CONCAT_WS(',', state, attempts, last_error_class) FROM jobs WHERE id = ?",
+                 held.jobs[k].id, text, sizeof text);
+        assert_string_equal(text, "ready,0,released");
+        job_text(db, "SELECT CONCAT_WS(',', outcome, error) FROM job_attempts WHERE job_id = ?",
+                 held.jobs[k].id, text, sizeof text);
+        assert_string_equal(text, "released,worker process 4545 killed by signal 9 before the job started");
+    }
+    job_batch_free(&held);
 }
 
 static void test_promote_due(void **state)
@@ -1465,6 +1500,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_defer_refunds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_release_refunds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heartbeat, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_release_owner_refunds_unstarted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_release_owner, setup, teardown),
         cmocka_unit_test_setup_teardown(test_promote_due, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reap_expired, setup, teardown),

@@ -30,6 +30,7 @@ TESTS = [
     "test_defer_refunds",
     "test_release_refunds",
     "test_heartbeat",
+    "test_release_owner_refunds_unstarted",
     "test_release_owner",
     "test_promote_due",
     "test_reap_expired",
