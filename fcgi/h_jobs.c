@@ -77,21 +77,6 @@ static long long user_scope(const struct request *req)
     return req->user_role == USER_ROLE_USER ? req->user_id : 0;
 }
 
-/* A kind name as a filter: the alphabet of kind names (a job of a kind
- * this build no longer knows can still be found). */
-static int kind_name_ok(const char *s)
-{
-    size_t n = strlen(s);
-
-    if (n < 1 || n > JOB_KIND_MAX)
-        return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_' || *s == '.' ||
-              *s == '-'))
-            return 0;
-    return 1;
-}
-
 static int error_class_ok(const char *s)
 {
     enum job_error_class c;
@@ -271,7 +256,7 @@ static int read_filter(struct request *req, struct job_filter *f)
     }
     if (read_name(req, "queue", f->queue, sizeof f->queue, job_queue_name_ok,
                   "a queue name (1 to 32 of a-z, 0-9, _ and -)") ||
-        read_name(req, "kind", f->kind, sizeof f->kind, kind_name_ok,
+        read_name(req, "kind", f->kind, sizeof f->kind, job_kind_name_ok,
                   "a job kind such as maintenance.prune_jobs") ||
         read_name(req, "error_class", f->error_class, sizeof f->error_class, error_class_ok,
                   "one of transient, rate_limited, auth, permanent, lost, released"))
@@ -636,7 +621,7 @@ void h_jobs_dead_retry(struct request *req)
         }
         if (body_name(req, "queue", queue, sizeof queue, job_queue_name_ok,
                       "a queue name (1 to 32 of a-z, 0-9, _ and -)") ||
-            body_name(req, "kind", kind, sizeof kind, kind_name_ok,
+            body_name(req, "kind", kind, sizeof kind, job_kind_name_ok,
                       "a job kind such as maintenance.prune_jobs") ||
             body_name(req, "error_class", error_class, sizeof error_class, error_class_ok,
                       "one of transient, rate_limited, auth, permanent, lost, released"))

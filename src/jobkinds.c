@@ -49,3 +49,20 @@ int job_queue_name_ok(const char *name)
     }
     return n > 0;
 }
+
+int job_kind_name_ok(const char *name)
+{
+    size_t n = 0;
+
+    if (!name)
+        return 0;
+    for (const char *p = name; *p; p++, n++) {
+        char c = *p;
+
+        if (n >= JOB_KIND_MAX)
+            return 0;
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
+            return 0;
+    }
+    return n > 0;
+}

@@ -34,4 +34,9 @@ const struct job_kind *job_kind_find(const char *name);
 /* A queue name is 1..JOB_QUEUE_MAX bytes of [a-z0-9_-]. */
 int job_queue_name_ok(const char *name);
 
+/* A kind name is 1..JOB_KIND_MAX bytes of [a-z0-9_.-]: the alphabet of
+ * the table, so a kind this build does not know (an older job, a newer
+ * worker) can still be named in filters and metrics. */
+int job_kind_name_ok(const char *name);
+
 #endif

@@ -285,24 +285,6 @@ void jobstats_sum_free(struct jobstats_sum *sum)
     free(sum);
 }
 
-/* A kind in a snapshot: one this build knows, or a name of the same
- * alphabet (a newer worker may know kinds this API does not). */
-static int kind_name_ok(const char *s)
-{
-    size_t n = strlen(s);
-
-    if (job_kind_find(s))
-        return 1;
-    if (n < 1 || n > JOB_KIND_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
 static int outcome_parse(const char *s)
 {
     for (int o = 0; o < JOBSTATS_OUTCOMES; o++)
@@ -474,7 +456,7 @@ static int walk_snapshot(struct jobstats_sum *sum, struct json_object *root, int
 
         if (!json_object_is_type(e, json_type_object) ||
             get_name(e, "queue", job_queue_name_ok, item.queue, sizeof item.queue) ||
-            get_name(e, "kind", kind_name_ok, item.kind, sizeof item.kind) ||
+            get_name(e, "kind", job_kind_name_ok, item.kind, sizeof item.kind) ||
             json_get_string(e, "outcome", &outcome) || (item.outcome = outcome_parse(outcome)) < 0 ||
             get_count(e, "n", &n))
             return CP_EPARSE;
@@ -496,7 +478,7 @@ static int walk_snapshot(struct jobstats_sum *sum, struct json_object *root, int
 
         if (!json_object_is_type(e, json_type_object) ||
             get_name(e, "queue", job_queue_name_ok, item.queue, sizeof item.queue) ||
-            get_name(e, "kind", kind_name_ok, item.kind, sizeof item.kind) ||
+            get_name(e, "kind", job_kind_name_ok, item.kind, sizeof item.kind) ||
             get_histogram(e, buckets, &secs))
             return CP_EPARSE;
         if (!apply)

@@ -126,6 +126,23 @@ static void test_queue_names(void **state)
 }
 
 /* The per-kind counters of jobstats have room for every kind. */
+static void test_kind_names(void **state)
+{
+    static const struct { const char *name; int ok; } cases[] = {
+        { "noop", 1 }, { "maintenance.prune_jobs", 1 }, { "tiktok.sync-v2", 1 }, { "a", 1 },
+        { "", 0 }, { "Noop", 0 }, { "no op", 0 }, { "kind/x", 0 }, { "k\xc3\xa9", 0 },
+        { "0123456789012345678901234567890123456789012345678901234567890123", 1 },
+        { "01234567890123456789012345678901234567890123456789012345678901234", 0 },
+    };
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (job_kind_name_ok(cases[i].name) != cases[i].ok)
+            fail_msg("job_kind_name_ok(\"%s\") != %d", cases[i].name, cases[i].ok);
+    assert_false(job_kind_name_ok(NULL));
+    for (size_t i = 0; i < job_nkinds; i++)
+        assert_true(job_kind_name_ok(job_kinds[i].name));
+}
+
 static void test_stats_have_room(void **state)
 {
     assert_true(JOBSTATS_KINDS >= job_nkinds);
@@ -154,6 +171,7 @@ int main(void)
         cmocka_unit_test(test_kinds_well_formed),
         cmocka_unit_test(test_kinds_find),
         cmocka_unit_test(test_queue_names),
+        cmocka_unit_test(test_kind_names),
         cmocka_unit_test(test_stats_have_room),
         cmocka_unit_test(test_every_kind_has_a_handler),
     };

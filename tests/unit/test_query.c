@@ -84,6 +84,36 @@ static const struct id_case id_cases[] = {
     { "1 ", CP_EINVAL, 0 },
 };
 
+static void test_parse_utc_time(void **state)
+{
+    static const struct { const char *in; const char *out; } cases[] = {
+        { "2026-11-22T05:00:00Z", "2026-11-22 05:00:00.000000" },
+        { "2026-11-22t05:00:00.5z", "2026-11-22 05:00:00.500000" },
+        { "2024-02-29T23:59:59.123456Z", "2024-02-29 23:59:59.123456" },
+        { "2023-02-29T00:00:00Z", NULL },          /* not a leap year */
+        { "2026-11-22T05:00:00", NULL },           /* no zone */
+        { "2026-11-22T05:00:00+01:00", NULL },     /* only UTC */
+        { "2026-11-22T24:00:00Z", NULL },
+        { "2026-13-01T00:00:00Z", NULL },
+        { "2026-11-22T05:00:00.Z", NULL },
+        { "2026-11-22T05:00:00.1234567Z", NULL },  /* more than 6 digits */
+        { "0999-01-01T00:00:00Z", NULL },          /* before DATETIME's range */
+        { "", NULL },
+    };
+    char out[48];
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int rc = parse_utc_time(cases[i].in, out, sizeof out);
+
+        if (cases[i].out) {
+            if (rc != 0 || strcmp(out, cases[i].out) != 0)
+                fail_msg("%s: rc %d, got '%s'", cases[i].in, rc, rc ? "" : out);
+        } else if (rc == 0) {
+            fail_msg("%s: accepted as '%s'", cases[i].in, out);
+        }
+    }
+}
+
 static void test_parse_id(void **state)
 {
     (void)state;
@@ -101,6 +131,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_query_get),
         cmocka_unit_test(test_parse_id),
+        cmocka_unit_test(test_parse_utc_time),
     };
 
     return cmocka_run_group_tests_name("query", tests, NULL, NULL);
