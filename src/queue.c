@@ -1298,7 +1298,9 @@ static int operator_tx(struct db *db, void *arg)
     if (c->retry)
         allowed = c->was == JOB_DEAD || c->was == JOB_FAILED || c->was == JOB_CANCELLED;
     else
-        allowed = c->was == JOB_SCHEDULED || c->was == JOB_READY || c->was == JOB_FAILED;
+        /* Cancelling a dead job discards it from the dead-letter queue. */
+        allowed = c->was == JOB_SCHEDULED || c->was == JOB_READY || c->was == JOB_FAILED ||
+                  c->was == JOB_DEAD;
     if (!allowed)
         return CP_ECONFLICT;
     /* For a retry, CP_ECONFLICT here means another unfinished job holds

@@ -197,8 +197,9 @@ int queue_prune(struct db *db, long long retention_ms, long long dead_retention_
  * operators, crosspostctl), else only this user's; another user's job is
  * CP_ENOTFOUND, as if it did not exist. */
 
-/* Cancel a scheduled, ready or failed job.  CP_ENOTFOUND; CP_ECONFLICT
- * when it is running or finished (*was tells which state). */
+/* Cancel a scheduled, ready or failed job, or discard a dead one from
+ * the dead-letter queue.  CP_ENOTFOUND; CP_ECONFLICT when it is running,
+ * succeeded or already cancelled (*was tells which state). */
 int queue_cancel(struct db *db, long long id, long long user_scope, enum job_state *was);
 
 /* Run a dead, failed or cancelled job again: ready now, attempts reset

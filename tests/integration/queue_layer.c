@@ -1184,7 +1184,7 @@ static const struct state_case state_cases[] = {
     { "running", CP_ECONFLICT, CP_ECONFLICT },
     { "failed", 0, 0 },
     { "succeeded", CP_ECONFLICT, CP_ECONFLICT },
-    { "dead", CP_ECONFLICT, 0 },
+    { "dead", 0, 0 },                      /* cancel = discard from the DLQ */
     { "cancelled", CP_ECONFLICT, 0 },
 };
 

@@ -321,19 +321,19 @@ def test_cancel_rules(stack, people):
     job = r.json()
     check_job(job)
     assert job["state"] == "cancelled" and AT.match(job["finished_at"])
-    # Finished (and running, above) jobs cannot be cancelled.
-    for state in ("cancelled", "succeeded", "dead"):
+    # Succeeded and cancelled (and running, above) jobs cannot be cancelled.
+    for state in ("cancelled", "succeeded"):
         set_state(stack, job_id, state)
         err = assert_error(call(stack, a.access, "POST", "%s/%d/cancel" % (JOBS, job_id)), 409, "job_state")
         assert state in err["message"]
-    # Ready and failed jobs can be.
-    for state in ("ready", "failed"):
+    # Ready and failed jobs can be, and a dead one is discarded.
+    for state in ("ready", "failed", "dead"):
         set_state(stack, job_id, state)
         assert call(stack, a.access, "POST", "%s/%d/cancel" % (JOBS, job_id)).status == 200
 
     rows = audits(stack, "job.cancel", job_id)
-    assert [row["outcome"] for row in rows] == ["success", "failure", "failure", "failure",
-                                                "success", "success"]
+    assert [row["outcome"] for row in rows] == ["success", "failure", "failure",
+                                                "success", "success", "success"]
     assert all(row["actor_id"] == str(a.id) and row["owner_id"] == str(a.id) for row in rows)
     assert rows[0]["detail"] == "scheduled -> cancelled" and rows[0]["request_id"]
     assert rows[1]["detail"] == "refused: cancelled"
