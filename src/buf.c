@@ -177,3 +177,22 @@ char *buf_detach(struct buf *b, size_t *len)
     b->alloc = 0;
     return p;
 }
+
+int buf_add_percent_encoded(struct buf *b, const char *s, size_t n, const char *keep)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    int rc = 0;
+
+    for (size_t i = 0; i < n && !rc; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+            c == '.' || c == '_' || c == '~' || (c && keep && strchr(keep, c))) {
+            rc = buf_addc(b, (char)c);
+        } else {
+            char esc[3] = { '%', hex[c >> 4], hex[c & 15] };
+            rc = buf_add(b, esc, 3);
+        }
+    }
+    return rc;
+}

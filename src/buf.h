@@ -49,6 +49,11 @@ int buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 /* Append s as the inside of a JSON string (quotes not included). */
 int buf_add_json_escaped(struct buf *b, const char *s, size_t n);
 
+/* Append n bytes of s percent-encoded as RFC 3986 wants for signatures
+ * (OAuth 1.0a, AWS SigV4): every byte but A-Z a-z 0-9 - . _ ~ and those
+ * in keep (NULL = none) becomes %XX with upper-case hex. */
+int buf_add_percent_encoded(struct buf *b, const char *s, size_t n, const char *keep);
+
 /* Contents as a C string; "" for an empty buffer, never NULL. */
 const char *buf_str(const struct buf *b);
 

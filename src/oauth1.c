@@ -16,28 +16,9 @@
 #define PART_MAX 8192                 /* one encoded name=value */
 #define BASE_MAX (256 * 1024)
 
-static int unreserved(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
-}
-
 int oauth1_encode(const char *s, size_t len, struct buf *out)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    int rc = 0;
-
-    for (size_t i = 0; i < len && !rc; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if (unreserved(c)) {
-            rc = buf_addc(out, (char)c);
-        } else {
-            char esc[3] = { '%', hex[c >> 4], hex[c & 15] };
-            rc = buf_add(out, esc, 3);
-        }
-    }
-    return rc;
+    return buf_add_percent_encoded(out, s, len, NULL);
 }
 
 /* Decode a query component (%XX escapes; '+' is a space in form data). */

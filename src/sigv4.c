@@ -15,21 +15,7 @@
 
 int sigv4_encode(const char *s, size_t len, int keep_slash, struct buf *out)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    int rc = 0;
-
-    for (size_t i = 0; i < len && !rc; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-            c == '.' || c == '_' || c == '~' || (keep_slash && c == '/')) {
-            rc = buf_addc(out, (char)c);
-        } else {
-            char esc[3] = { '%', hex[c >> 4], hex[c & 15] };
-            rc = buf_add(out, esc, 3);
-        }
-    }
-    return rc;
+    return buf_add_percent_encoded(out, s, len, keep_slash ? "/" : NULL);
 }
 
 /* "YYYYMMDDTHHMMSSZ" */

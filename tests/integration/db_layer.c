@@ -34,6 +34,7 @@
 #include "err.h"
 #include "log.h"
 #include "migrate.h"
+#include "stackdb.h"
 
 #define ITEMS "zz_dbtest_items"
 #define SCRIPT_TABLE "zz_dbtest_script"
@@ -179,26 +180,11 @@ static long long session_status(struct db *db, const char *name)
 
 static int group_setup(void **state)
 {
-    struct buf err;
     struct db *db = NULL;
     int rc;
 
-    log_init("db_layer", CP_LOG_WARN);
-    buf_init(&err, 4096);
-    rc = conf_load(&stack_conf, NULL, &err);
-    if (rc) {
-        fprintf(stderr, "# cannot load the configuration: %s\n", buf_str(&err));
-        buf_free(&err);
+    if (stackdb_open("db_layer", CP_LOG_WARN, &stack_conf, &db))
         return -1;
-    }
-    buf_free(&err);
-    rc = db_open(stack_conf, &db);
-    if (rc) {
-        fprintf(stderr, "# cannot reach MariaDB: %s (%s)\n", cp_strerror(rc),
-                db ? db_error(db) : "");
-        db_close(db);
-        return -1;
-    }
     rc = db_exec(db, "DROP TABLE IF EXISTS " ITEMS ", " SCRIPT_TABLE, NULL, 0, NULL, NULL);
     db_close(db);
     return rc ? -1 : 0;

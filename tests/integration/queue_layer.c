@@ -35,6 +35,7 @@
 #include "log.h"
 #include "queue.h"
 #include "retry.h"
+#include "stackdb.h"
 
 #define HOST "zz-qt-host"
 #define LONG_WAIT { 60000, 60000 }          /* every retry waits a minute */
@@ -201,25 +202,10 @@ static long long add_worker(struct db *db, int pid)
 
 static int group_setup(void **state)
 {
-    struct buf err;
     struct db *db = NULL;
-    int rc;
 
-    log_init("queue_layer", CP_LOG_ERROR);
-    buf_init(&err, 4096);
-    rc = conf_load(&stack_conf, NULL, &err);
-    if (rc) {
-        fprintf(stderr, "# cannot load the configuration: %s\n", buf_str(&err));
-        buf_free(&err);
+    if (stackdb_open("queue_layer", CP_LOG_ERROR, &stack_conf, &db))
         return -1;
-    }
-    buf_free(&err);
-    rc = db_open(stack_conf, &db);
-    if (rc) {
-        fprintf(stderr, "# cannot reach MariaDB: %s\n", cp_strerror(rc));
-        db_close(db);
-        return -1;
-    }
     cleanup_rows(db);
     worker_a = add_worker(db, 4242);
     worker_b = add_worker(db, 4343);

@@ -423,3 +423,35 @@ def stack_sql(stack, query):
                           "--batch", "--skip-column-names", "crosspost", "-e", query],
                          capture_output=True, text=True, timeout=30, check=True).stdout
     return [line.split("\t") for line in out.splitlines()]
+
+
+TAP_LINE = re.compile(r"^(ok|not ok) (\d+) - (\S+)")
+
+
+class TapRun:
+    """One run of a C test program of this suite (cmocka speaking TAP):
+    its output and the outcome of each test, by name."""
+
+    def __init__(self, proc, program):
+        self.proc = proc
+        self.program = program
+        self.order = []             # test names as reported
+        self.passed = {}            # name -> bool
+        self.notes = {}             # name -> the "# ..." lines after it
+        current = None
+        for line in proc.stdout.splitlines():
+            m = TAP_LINE.match(line)
+            if m:
+                current = m.group(3)
+                self.order.append(current)
+                self.passed[current] = m.group(1) == "ok"
+                self.notes[current] = []
+            elif line.startswith("#") and current:
+                self.notes[current].append(line)
+
+    def report(self, name=None):
+        head = ""
+        if name:
+            head = "%s:\n%s\n\n" % (name, "\n".join(self.notes.get(name, [])) or "(no diagnostics)")
+        return "%s%s exited with %d\n--- stdout\n%s\n--- stderr\n%s" % (
+            head, self.program, self.proc.returncode, self.proc.stdout, self.proc.stderr[-20000:])

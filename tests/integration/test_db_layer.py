@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from stack import BUILDDIR, ROOT
+from stack import BUILDDIR, ROOT, TapRun
 
 PROGRAM = os.path.join(BUILDDIR, "tests", "integration", "db_layer")
 SOURCE = os.path.join(ROOT, "tests", "integration", "db_layer.c")
@@ -32,36 +32,6 @@ TESTS = [
     "test_migrations",
 ]
 
-TAP_LINE = re.compile(r"^(ok|not ok) (\d+) - (\S+)")
-
-
-class Run:
-    """One run of the program: its output and the outcome of each test."""
-
-    def __init__(self, proc):
-        self.proc = proc
-        self.order = []             # test names as reported
-        self.passed = {}            # name -> bool
-        self.notes = {}             # name -> the "# ..." lines after it
-        current = None
-        for line in proc.stdout.splitlines():
-            m = TAP_LINE.match(line)
-            if m:
-                current = m.group(3)
-                self.order.append(current)
-                self.passed[current] = m.group(1) == "ok"
-                self.notes[current] = []
-            elif line.startswith("#") and current:
-                self.notes[current].append(line)
-
-    def report(self, name=None):
-        head = ""
-        if name:
-            head = "%s:\n%s\n\n" % (name, "\n".join(self.notes.get(name, [])) or "(no diagnostics)")
-        return "%sdb_layer exited with %d\n--- stdout\n%s\n--- stderr\n%s" % (
-            head, self.proc.returncode, self.proc.stdout, self.proc.stderr[-20000:])
-
-
 @pytest.fixture(scope="module")
 def run(stack):
     if not os.access(PROGRAM, os.X_OK):
@@ -69,7 +39,7 @@ def run(stack):
     env = dict(stack.env)
     env.update(CROSSPOST_CONFIG=stack.conf, CMOCKA_MESSAGE_OUTPUT="TAP")
     proc = subprocess.run([PROGRAM], env=env, capture_output=True, text=True, timeout=60)
-    return Run(proc)
+    return TapRun(proc, "db_layer")
 
 
 def test_names_match_the_program_table():

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from stack import BUILDDIR, ROOT, process_alive, stack_sql
+from stack import BUILDDIR, ROOT, TapRun, process_alive, stack_sql
 
 PROGRAM = os.path.join(BUILDDIR, "tests", "integration", "queue_layer")
 SOURCE = os.path.join(ROOT, "tests", "integration", "queue_layer.c")
@@ -42,36 +42,6 @@ TESTS = [
     "test_recurring",
 ]
 
-TAP_LINE = re.compile(r"^(ok|not ok) (\d+) - (\S+)")
-
-
-class Run:
-    """One run of the program: its output and the outcome of each test."""
-
-    def __init__(self, proc):
-        self.proc = proc
-        self.order = []
-        self.passed = {}
-        self.notes = {}
-        current = None
-        for line in proc.stdout.splitlines():
-            m = TAP_LINE.match(line)
-            if m:
-                current = m.group(3)
-                self.order.append(current)
-                self.passed[current] = m.group(1) == "ok"
-                self.notes[current] = []
-            elif line.startswith("#") and current:
-                self.notes[current].append(line)
-
-    def report(self, name=None):
-        head = ""
-        if name:
-            head = "%s:\n%s\n\n" % (name, "\n".join(self.notes.get(name, [])) or "(no diagnostics)")
-        return "%squeue_layer exited with %d\n--- stdout\n%s\n--- stderr\n%s" % (
-            head, self.proc.returncode, self.proc.stdout, self.proc.stderr[-20000:])
-
-
 def worker_pid(stack):
     """The stack's crosspost-worker supervisor, if one runs."""
     try:
@@ -97,7 +67,7 @@ def run(stack):
     finally:
         if had_worker:
             stack.start("worker")
-    return Run(proc)
+    return TapRun(proc, "queue_layer")
 
 
 def test_names_match_the_program_table():
