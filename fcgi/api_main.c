@@ -150,8 +150,7 @@ static int api_child(int listen_fd, void *arg)
         }
     }
     close(ep);
-    db_close(app.db);
-    cache_close(app.cache);
+    app_close(&app);
     return status;
 }
 

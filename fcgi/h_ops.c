@@ -27,12 +27,17 @@ void h_healthz(struct request *req)
     reply_json(req, 200, body, sizeof body - 1);
 }
 
+/* sandbox: the platforms are the simulators of tests/sim, so nobody
+ * mistakes a sandbox for the real thing. */
 void h_version(struct request *req)
 {
-    static const char body[] =
-        "{\"name\":\"" PACKAGE_NAME "\",\"version\":\"" PACKAGE_VERSION "\",\"api\":\"v1\"}";
+    char body[256];
+    int n = snprintf(body, sizeof body,
+                     "{\"name\":\"" PACKAGE_NAME "\",\"version\":\"" PACKAGE_VERSION "\","
+                     "\"api\":\"v1\",\"sandbox\":%s}",
+                     req->app->conf->sandbox ? "true" : "false");
 
-    reply_json(req, 200, body, sizeof body - 1);
+    reply_json(req, 200, body, (size_t)n);
 }
 
 /* The states crosspost_queue_jobs counts: unfinished work and the
@@ -288,8 +293,9 @@ void h_readyz(struct request *req)
 
     snprintf(checks, sizeof checks,
              "\"checks\":{\"database\":\"%s\",\"migrations\":\"%s\",\"memcached\":\"%s\"},"
-             "\"workers\":%s",
-             r.database, r.migrations, r.memcached, r.workers);
+             "\"workers\":%s,\"sandbox\":%s",
+             r.database, r.migrations, r.memcached, r.workers,
+             req->app->conf->sandbox ? "true" : "false");
     if (strcmp(r.database, "ok"))
         snprintf(failing + strlen(failing), sizeof failing - strlen(failing), "database %s", r.database);
     if (strcmp(r.migrations, "ok") && !strcmp(r.database, "ok"))

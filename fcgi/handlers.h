@@ -61,4 +61,23 @@ void h_job_cancel(struct request *req);
 /* h_workers.c: the processes of crosspost-worker (operators and admins) */
 void h_workers_list(struct request *req);
 
+/* h_connections.c: platforms and connected accounts (users see their own) */
+void h_platforms_list(struct request *req);
+void h_connections_list(struct request *req);
+void h_connection_get(struct request *req);
+void h_connection_update(struct request *req);
+void h_connection_delete(struct request *req);
+void h_connection_refresh(struct request *req);
+void h_connection_tiktok_cookie(struct request *req);
+void h_connection_authorize(struct request *req);
+
+/* h_oauth.c: where the platforms send the browser back (public) */
+void h_oauth_callback(struct request *req);
+
+/* The browser binding of an authorization in flight (oauthstate.h): set
+ * by authorize, required and cleared by the callback.  SameSite=Lax, so
+ * the platform's top-level redirect back brings it along. */
+#define OAUTH_COOKIE "cp_oauth"
+#define OAUTH_COOKIE_PATH "/oauth"
+
 #endif

@@ -16,11 +16,13 @@
 #include "err.h"
 #include "auth.h"
 #include "handlers.h"
+#include "http.h"
 #include "json.h"
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
 #include "request.h"
+#include "secretbox.h"
 
 #define HEADERS_MAX 8192
 #define DRAIN_MAX (256LL * 1024 * 1024)
@@ -51,6 +53,52 @@ int app_cache(struct app *app, struct cache **out)
     }
     *out = app->cache;
     return 0;
+}
+
+int app_secrets(struct app *app, struct secretbox **out)
+{
+    struct buf why;
+    int rc;
+
+    *out = NULL;
+    if (!app->secrets) {
+        buf_init(&why, 512);
+        rc = secretbox_open_conf(app->conf, &app->secrets, &why);
+        if (rc && rc != CP_ENOTFOUND)
+            log_error("the secrets key ring cannot be opened: %s",
+                      why.len ? buf_str(&why) : cp_strerror(rc));
+        buf_free(&why);
+        if (rc)
+            return rc;
+    }
+    *out = app->secrets;
+    return 0;
+}
+
+int app_http(struct app *app, struct http_client **out)
+{
+    int rc;
+
+    *out = NULL;
+    if (!app->http) {
+        rc = http_client_new(app->conf, &app->http);
+        if (rc)
+            return rc;
+    }
+    *out = app->http;
+    return 0;
+}
+
+void app_close(struct app *app)
+{
+    db_close(app->db);
+    cache_close(app->cache);
+    secretbox_free(app->secrets);
+    http_client_free(app->http);
+    app->db = NULL;
+    app->cache = NULL;
+    app->secrets = NULL;
+    app->http = NULL;
 }
 
 const char *http_status_text(int status)

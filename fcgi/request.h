@@ -26,6 +26,8 @@ struct db;
 struct cache;
 struct metrics;
 struct migration_set;
+struct secretbox;
+struct http_client;
 
 /* What a child of the pool holds for the requests it serves. */
 struct app {
@@ -34,6 +36,8 @@ struct app {
     const struct migration_set *migrations;  /* the schema the code expects */
     struct db *db;                           /* opened on first use */
     struct cache *cache;                     /* opened on first use */
+    struct secretbox *secrets;               /* opened on first use */
+    struct http_client *http;                /* made on first use */
     const struct token_key *token_key;       /* signs and checks access tokens */
     struct token_policy token_policy;
 };
@@ -41,6 +45,17 @@ struct app {
 /* Open the database / cache handles on first use; CP_EUNAVAIL if down. */
 int app_db(struct app *app, struct db **out);
 int app_cache(struct app *app, struct cache **out);
+
+/* The key ring of secrets_key_file, opened on first use: CP_ENOTFOUND
+ * when none is configured, CP_EIO/CP_EINVAL when it cannot be read (the
+ * reason is logged; the next call tries again). */
+int app_secrets(struct app *app, struct secretbox **out);
+
+/* The process's client for calls to the platforms; CP_ENOMEM. */
+int app_http(struct app *app, struct http_client **out);
+
+/* Close everything the app opened (at the end of a child). */
+void app_close(struct app *app);
 
 struct request {
     struct app *app;

@@ -8,6 +8,8 @@
  * normalised).  Ops endpoints sit outside /api/v1; nginx restricts
  * /metrics to its allow list.  A literal segment wins over a {parameter}
  * in the same place (router.c), so /jobs/dead is never taken for a job id.
+ * /oauth/ is the way back from the platforms' consent pages: public, the
+ * saved state of the authorization says whose it is.
  */
 const struct route api_routes[] = {
     { M_GET, "/healthz", ROLE_PUBLIC, h_healthz },
@@ -41,6 +43,16 @@ const struct route api_routes[] = {
     { M_POST, "/api/v1/jobs/{id}/retry", ROLE_USER, h_job_retry },
     { M_POST, "/api/v1/jobs/{id}/cancel", ROLE_USER, h_job_cancel },
     { M_GET, "/api/v1/workers", ROLE_OPERATOR, h_workers_list },
+
+    { M_GET, "/api/v1/platforms", ROLE_USER, h_platforms_list },
+    { M_GET, "/api/v1/connections", ROLE_USER, h_connections_list },
+    { M_POST, "/api/v1/connections/tiktok/cookie", ROLE_USER, h_connection_tiktok_cookie },
+    { M_POST, "/api/v1/connections/{platform}/authorize", ROLE_USER, h_connection_authorize },
+    { M_GET, "/api/v1/connections/{id}", ROLE_USER, h_connection_get },
+    { M_PATCH, "/api/v1/connections/{id}", ROLE_USER, h_connection_update },
+    { M_DELETE, "/api/v1/connections/{id}", ROLE_USER, h_connection_delete },
+    { M_POST, "/api/v1/connections/{id}/refresh", ROLE_USER, h_connection_refresh },
+    { M_GET, "/oauth/{platform}/callback", ROLE_PUBLIC, h_oauth_callback },
 };
 
 const size_t api_nroutes = sizeof api_routes / sizeof api_routes[0];

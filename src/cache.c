@@ -275,6 +275,25 @@ int cache_delete(struct cache *cache, const char *key)
     return err == CP_ENOTFOUND ? 0 : err;
 }
 
+int cache_take(struct cache *cache, const char *key, struct buf *out)
+{
+    size_t before = out->len;
+    int err;
+
+    err = cache_get(cache, key, out);
+    if (err)
+        return err;
+    /* The delete decides: memcached removes a key for one deleter only,
+     * the others are told NOTFOUND. */
+    err = check(cache, memcached_delete(cache->mc, key, strlen(key), 0), "delete");
+    if (err && out->data) {
+        memset(out->data + before, 0, out->len - before);
+        out->len = before;
+        out->data[before] = '\0';
+    }
+    return err;
+}
+
 int cache_incr(struct cache *cache, const char *key, unsigned long long delta,
                unsigned ttl_s, unsigned long long *value)
 {

@@ -29,6 +29,11 @@ int cache_set(struct cache *cache, const char *key, const void *val, size_t len,
 int cache_add(struct cache *cache, const char *key, const void *val, size_t len, unsigned ttl_s);
 /* Remove key; a missing key is not an error. */
 int cache_delete(struct cache *cache, const char *key);
+/* Take key once: append its value to out and delete it.  Only the caller
+ * whose delete removed the key gets the value; a missing key, or one
+ * another caller took between our get and delete, is CP_ENOTFOUND (out is
+ * then left as it was). */
+int cache_take(struct cache *cache, const char *key, struct buf *out);
 /* Add delta to a counter, creating it at delta with ttl_s when missing. */
 int cache_incr(struct cache *cache, const char *key, unsigned long long delta,
                unsigned ttl_s, unsigned long long *value);

@@ -101,6 +101,45 @@ struct conf {
     long long job_retention;             /* ms: succeeded and cancelled jobs are pruned after */
     long long dead_job_retention;        /* ms: dead jobs are pruned after */
     long long scheduler_interval;        /* ms: promotion and lease reaping tick */
+
+    /* secrets at rest and the platforms (src/platforms.h, src/connections.h) */
+    char *secrets_key_file;
+    long long sandbox;
+    char *tiktok_client_key;
+    char *tiktok_client_secret;
+    char *tiktok_auth_url;
+    char *tiktok_api_url;
+    char *tiktok_web_url;
+    char *tiktok_scopes;
+    char *facebook_app_id;
+    char *facebook_app_secret;
+    char *facebook_auth_url;
+    char *facebook_graph_url;
+    char *facebook_graph_version;
+    char *instagram_upload_url;
+    char *instagram_scopes;
+    char *google_client_id;
+    char *google_client_secret;
+    char *google_auth_url;
+    char *google_token_url;
+    char *youtube_api_url;
+    char *youtube_scopes;
+    long long x_auth_mode;
+    char *x_consumer_key;
+    char *x_consumer_secret;
+    char *x_client_id;
+    char *x_client_secret;
+    char *x_api_url;
+    char *x_oauth2_auth_url;
+    char *x_scopes;
+    long long oauth_state_ttl;
+    char *oauth_return_path;
+    long long token_refresh_margin;
+    long long token_refresh_margin_long;
+    long long connection_check_interval;
+    long long connection_expiring_window;
+    long long connection_scan_interval;
+    long long sync_interval;
 };
 
 /* Where the value of one key came from. */

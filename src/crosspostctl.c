@@ -44,8 +44,15 @@ static const struct command commands[] = {
     { "jobs", cmd_jobs, "SUBCOMMAND ...",
       "the job queue: list, show, retry, cancel, enqueue, kinds (crosspostctl jobs help)" },
     { "workers", cmd_workers, "[--all]", "list the processes of crosspost-worker" },
+    { "connections", cmd_connections, "list|show ...",
+      "connected platform accounts, without their secrets (crosspostctl connections help)" },
     { "keygen", cmd_keygen, "[--es256] [--force] [FILE]",
-      "create the access-token signing key (default: jwt_key_file)" },
+      "create the access-token signing key FILE; with no FILE, whichever of jwt_key_file and "
+      "secrets_key_file is missing" },
+    { "keygen", cmd_keygen, "--secrets [FILE]",
+      "create the key ring that seals platform credentials (default: secrets_key_file)" },
+    { "rotate-key", cmd_rotate_key, "[--reseal-only]",
+      "add a key to secrets_key_file and re-seal every connection under it (--reseal-only: resume)" },
     { "version", cmd_version, "", "print the version" },
     { "help", cmd_help, "", "show this help" },
 };

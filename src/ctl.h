@@ -37,7 +37,11 @@ void usage(FILE *fp);
 
 /* ctl_users.c */
 int cmd_user(struct ctl *ctl, int argc, char **argv);
+
+/* ctl_keys.c */
 int cmd_keygen(struct ctl *ctl, int argc, char **argv);
+int cmd_rotate_key(struct ctl *ctl, int argc, char **argv);
+int cmd_connections(struct ctl *ctl, int argc, char **argv);
 
 /* ctl_audit.c */
 int cmd_audit(struct ctl *ctl, int argc, char **argv);

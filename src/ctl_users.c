@@ -1,6 +1,5 @@
 /*
- * crosspostctl user ... and keygen: accounts and the signing key, from
- * the operator's shell.  Every change is written to the audit log with
+ * crosspostctl user ...: accounts, from the operator's shell.  Every change is written to the audit log with
  * the actor "crosspostctl".
  */
 #include "config.h"
@@ -16,7 +15,6 @@
 #include "db.h"
 #include "err.h"
 #include "password.h"
-#include "token.h"
 #include "users.h"
 
 #define PASSWORD_INPUT_MAX 1024
@@ -272,39 +270,4 @@ int cmd_user(struct ctl *ctl, int argc, char **argv)
         rc = user_list(db);
     db_close(db);
     return rc;
-}
-
-int cmd_keygen(struct ctl *ctl, int argc, char **argv)
-{
-    enum token_alg alg = TOKEN_HS256;
-    const char *path = NULL;
-    struct buf err;
-    int force = 0, rc;
-
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--es256"))
-            alg = TOKEN_ES256;
-        else if (!strcmp(argv[i], "--force"))
-            force = 1;
-        else if (argv[i][0] != '-' && !path)
-            path = argv[i];
-        else
-            return usage_error("keygen: unexpected argument \"%s\"", argv[i]);
-    }
-    if (!path) {
-        struct conf *c = ctl_conf(ctl);
-        if (!c)
-            return EXIT_USAGE;
-        path = c->jwt_key_file;
-    }
-    buf_init(&err, ERR_MAX);
-    rc = token_key_generate(alg, path, force, &err);
-    if (rc == CP_ECONFLICT)
-        fprintf(stderr, "crosspostctl: %s exists; use --force to replace it (every session ends)\n", path);
-    else if (rc)
-        fprintf(stderr, "crosspostctl: keygen: %s\n", err.len ? buf_str(&err) : cp_strerror(rc));
-    else
-        printf("wrote %s key to %s (mode 0600)\n", alg == TOKEN_ES256 ? "ES256" : "HS256", path);
-    buf_free(&err);
-    return rc ? EXIT_FAILED : 0;
 }

@@ -7,6 +7,10 @@
 #define MINUTES(n) ((long long)(n) * 60 * 1000)
 
 const struct job_kind job_kinds[] = {
+    { "connection.refresh", "default", 5, MINUTES(1), 0,
+      "refresh or check the credentials of one connection {\"connection_id\":N,\"force\":bool}" },
+    { "connections.plan", "maintenance", 3, MINUTES(10), 0,
+      "enqueue connection.refresh for every connection due a refresh or check" },
     { "maintenance.prune_jobs", "maintenance", 3, MINUTES(10), 0,
       "delete finished jobs past job_retention / dead_job_retention in batches of 500" },
     { "maintenance.prune_workers", "maintenance", 3, MINUTES(10), 0,

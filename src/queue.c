@@ -1484,6 +1484,7 @@ static const char sql_recurring_register[] =
     "INSERT INTO recurring_tasks (name, kind, queue, interval_ms, payload, next_run_at)"
     " VALUES (?, ?, ?, ?, ?, NOW(3) + INTERVAL ? MICROSECOND)"
     " ON DUPLICATE KEY UPDATE kind = VALUES(kind), queue = VALUES(queue),"
+    " next_run_at = LEAST(next_run_at, NOW(3) + INTERVAL (VALUES(interval_ms) * 1000) MICROSECOND),"
     " interval_ms = VALUES(interval_ms), payload = VALUES(payload)";
 
 int recurring_register(struct db *db, const struct recurring_task *t, int first_run_now)

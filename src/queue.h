@@ -231,7 +231,8 @@ struct recurring_task {
 
 /* Create the task if it is new (due at once when first_run_now, else one
  * interval from now), or update its kind, queue, payload and interval if
- * it exists, keeping its due time. */
+ * it exists, keeping its due time unless the new interval brings it
+ * closer (a shortened interval takes effect within one new interval). */
 int recurring_register(struct db *db, const struct recurring_task *t, int first_run_now);
 
 /*

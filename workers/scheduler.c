@@ -18,13 +18,23 @@
 #define HOUR (60 * MINUTE)
 #define DAY (24 * HOUR)
 
-static const struct recurring_task recurring[] = {
+static const struct recurring_task recurring_fixed[] = {
     { "maintenance.prune_jobs", "maintenance.prune_jobs", NULL, NULL, 10 * MINUTE },
     { "maintenance.prune_workers", "maintenance.prune_workers", NULL, NULL, HOUR },
     { "maintenance.prune_audit", "maintenance.prune_audit", NULL, NULL, DAY },
     { "maintenance.prune_sessions", "maintenance.prune_sessions", NULL, NULL, HOUR },
 };
-#define NRECURRING (sizeof recurring / sizeof recurring[0])
+#define NFIXED (sizeof recurring_fixed / sizeof recurring_fixed[0])
+/* The fixed tasks, then those whose interval is configured. */
+#define NRECURRING (NFIXED + 1)
+
+static struct recurring_task recurring_row(const struct conf *c, size_t i)
+{
+    if (i < NFIXED)
+        return recurring_fixed[i];
+    return (struct recurring_task){ "connections.plan", "connections.plan", NULL, NULL,
+                                    c->connection_scan_interval };
+}
 
 struct scheduler {
     const struct scheduler_opts *o;
@@ -53,13 +63,15 @@ static int register_recurring(struct scheduler *s, unsigned char *done)
     for (size_t i = 0; i < NRECURRING; i++) {
         int rc;
 
+        struct recurring_task t = recurring_row(s->c, i);
+
         if (done[i])
             continue;
-        rc = recurring_register(s->db, &recurring[i], 0);
+        rc = recurring_register(s->db, &t, 0);
         if (rc) {
             all = 0;
             if (!s->trouble)
-                log_error("cannot register recurring task %s: %s", recurring[i].name, cp_strerror(rc));
+                log_error("cannot register recurring task %s: %s", t.name, cp_strerror(rc));
             s->trouble = 1;
             continue;
         }

@@ -12,6 +12,8 @@
 #define PROGRESS_WRITE_MS 1000
 
 const struct task tasks[] = {
+    { "connection.refresh", task_connection_refresh },
+    { "connections.plan", task_connections_plan },
     { "maintenance.prune_jobs", task_prune_jobs },
     { "maintenance.prune_workers", task_prune_workers },
     { "maintenance.prune_audit", task_prune_audit },

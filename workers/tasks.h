@@ -128,4 +128,8 @@ int task_prune_workers(struct task_ctx *ctx);
 int task_prune_audit(struct task_ctx *ctx);
 int task_prune_sessions(struct task_ctx *ctx);
 
+/* Connected accounts (task_connections.c). */
+int task_connection_refresh(struct task_ctx *ctx);
+int task_connections_plan(struct task_ctx *ctx);
+
 #endif

@@ -1409,12 +1409,21 @@ static void test_recurring(void **state)
     race_run_due(fx);
     assert_int_equal(recurring_jobs(db, NULL), 0);
 
-    /* re-registering updates, keeping the due time */
+    /* re-registering updates, keeping the due time when the interval
+     * grows ... */
+    t.interval_ms = 7200000;
+    assert_int_equal(recurring_register(db, &t, 1), 0);
+    job_text(db, "SELECT CONCAT_WS(',', kind, queue, interval_ms, payload,"
+                 " next_run_at > NOW(3) + INTERVAL 3590 SECOND"
+                 " AND next_run_at <= NOW(3) + INTERVAL 3600 SECOND) FROM recurring_tasks"
+                 " WHERE name = 'zz-qt-rec' AND 0 = ?", 0, text, sizeof text);
+    assert_string_equal(text, "noop,zz_qt_rec,7200000,{\"r\":1},1");
+    /* ... and bringing it within one interval when it shrinks */
     t.interval_ms = 60000;
     assert_int_equal(recurring_register(db, &t, 1), 0);
     job_text(db, "SELECT CONCAT_WS(',', kind, queue, interval_ms, payload,"
-                 " next_run_at > NOW(3) + INTERVAL 3590 SECOND) FROM recurring_tasks"
-                 " WHERE name = 'zz-qt-rec' AND 0 = ?", 0, text, sizeof text);
+                 " next_run_at > NOW(3) AND next_run_at <= NOW(3) + INTERVAL 60 SECOND)"
+                 " FROM recurring_tasks WHERE name = 'zz-qt-rec' AND 0 = ?", 0, text, sizeof text);
     assert_string_equal(text, "noop,zz_qt_rec,60000,{\"r\":1},1");
 
     /* due, and two schedulers race: one job */

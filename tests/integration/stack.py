@@ -1,11 +1,13 @@
 """A private crosspost stack for one test session.
 
-Starts MariaDB, memcached, the API pool and nginx through scripts/stack in
-a temporary directory on a free port, and gives tests small helpers to talk
-to it: HTTP through nginx, raw sockets, FastCGI straight to the pool, and
-control over each service.
+Starts MariaDB, memcached, the platform simulators (sandbox mode), the API
+pool, the worker supervisor and nginx through scripts/stack in a temporary
+directory on free ports, and gives tests small helpers to talk to it: HTTP
+through nginx, raw sockets, FastCGI straight to the pool, the simulators'
+control paths, a browser with a cookie jar, and control over each service.
 """
 import http.client
+import http.cookiejar
 import json
 import os
 import re
@@ -15,6 +17,9 @@ import struct
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 
 ROOT = os.environ.get("CROSSPOST_SRCDIR") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -44,10 +49,13 @@ class Stack:
     def __init__(self, api_children=3):
         self.var = tempfile.mkdtemp(prefix="cp-", dir="/tmp")
         self.port = free_port()
+        self.sim_ports = distinct_free_ports(4, exclude=(self.port,))
         self.env = dict(os.environ)
         self.env.update({
             "CROSSPOST_VAR": self.var,
             "CROSSPOST_PORT": str(self.port),
+            # TikTok, Instagram, YouTube and X simulators (sandbox mode).
+            "CROSSPOST_SIM_PORTS": ",".join(str(p) for p in self.sim_ports),
             "CROSSPOST_BUILDDIR": BUILDDIR,
             "CROSSPOST_API_CHILDREN": str(api_children),
             # Every test signs in from 127.0.0.1, so the per-address login
@@ -59,7 +67,7 @@ class Stack:
         for key in list(self.env):
             if key.startswith("CROSSPOST_") and key not in (
                     "CROSSPOST_VAR", "CROSSPOST_PORT", "CROSSPOST_BUILDDIR",
-                    "CROSSPOST_API_CHILDREN", "CROSSPOST_SRCDIR",
+                    "CROSSPOST_API_CHILDREN", "CROSSPOST_SRCDIR", "CROSSPOST_SIM_PORTS",
                     "CROSSPOST_LOGIN_THROTTLE_ADDR_AFTER"):
                 del self.env[key]
         self.conf = os.path.join(self.var, "crosspost.conf")
@@ -263,6 +271,48 @@ class Stack:
         self.start("api", env=env)
         return self.wait_children(children, timeout=20)
 
+    # -- the platform simulators (sandbox mode) ----------------------------
+    def sim_urls(self):
+        """{"tiktok": "http://127.0.0.1:P", "instagram": ..., "youtube": ...,
+        "x": ...} from the simulators' ready file."""
+        with open(os.path.join(self.var, "sim", "ready.json")) as f:
+            return json.load(f)
+
+    def sim_url(self, platform):
+        return self.sim_urls()[platform]
+
+    def sim_apps(self):
+        """The sandbox apps the stack registered with the simulators."""
+        with open(os.path.join(self.var, "sim", "apps.json")) as f:
+            return json.load(f)
+
+    def sim(self, platform, method, path, body=None, timeout=15):
+        """Call a simulator's control path (/__control/...); the JSON
+        answer, or AssertionError on a status other than 2xx."""
+        r = self.sim_request(platform, method, path, body=body, timeout=timeout)
+        if not 200 <= r.status < 300:
+            raise AssertionError("%s %s on the %s simulator: %r" % (method, path, platform, r))
+        return r.json() if r.body else None
+
+    def sim_request(self, platform, method, path, body=None, headers=None, timeout=15):
+        """Any request to a simulator, as a Response."""
+        u = urllib.parse.urlsplit(self.sim_url(platform))
+        h = dict(headers or {})
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+            h.setdefault("Content-Type", "application/json")
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=h)
+            r = conn.getresponse()
+            return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+        finally:
+            conn.close()
+
+    def browser(self):
+        """A new browser (its own cookie jar) talking to this stack."""
+        return Browser(self)
+
     # -- FastCGI straight to the pool --------------------------------------
     def fcgi(self, params, body=b"", timeout=10):
         return fcgi_request(self.api_socket, params, body, timeout)
@@ -277,6 +327,135 @@ class Stack:
             s.close()
             raise
         return s
+
+
+def distinct_free_ports(n, exclude=()):
+    """n free loopback ports, distinct from each other and from exclude."""
+    ports = []
+    while len(ports) < n:
+        p = free_port()
+        if p not in ports and p not in exclude:
+            ports.append(p)
+    return ports
+
+
+# -- a browser: a cookie jar and redirects followed by hand ------------------
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_CONSENT_FORM = re.compile(r'<form[^>]*action="/__consent"[^>]*>(.*?)</form>', re.S)
+_REQUEST_ID = re.compile(r'name="request_id"\s+value="([^"]*)"')
+_OPTION = re.compile(r'<option value="([^"]*)"')
+
+
+class Browser:
+    """What a person's browser does during a connection: signs in through
+    nginx, starts an authorization with its bearer token, opens the
+    platform's consent page, answers it, and follows the platform's
+    redirect back to the stack's callback, carrying the cookies the stack
+    set (cp_oauth).  Redirects are followed one at a time so tests can
+    look at (or replay) each step."""
+
+    def __init__(self, stack):
+        self.stack = stack
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(_NoRedirect(),
+                                                  urllib.request.HTTPCookieProcessor(self.jar))
+        self.token = None
+        self.user = None
+
+    def open(self, method, url, body=None, headers=None, timeout=15):
+        """One request (no redirect followed); a Response whatever the status."""
+        if url.startswith("/"):
+            url = self.stack.url + url
+        h = dict(headers or {})
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+            h.setdefault("Content-Type", "application/json")
+        if isinstance(body, str):
+            body = body.encode()
+        req = urllib.request.Request(url, data=body, headers=h, method=method)
+        try:
+            with self.opener.open(req, timeout=timeout) as r:
+                return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+        except urllib.error.HTTPError as e:
+            return Response(e.code, {k.lower(): v for k, v in e.headers.items()}, e.read())
+
+    def cookie(self, name):
+        """The value of a cookie in the jar, or None."""
+        for c in self.jar:
+            if c.name == name:
+                return c.value
+        return None
+
+    def sign_in(self, email, password):
+        r = self.open("POST", "/api/v1/auth/login", {"email": email, "password": password})
+        if r.status != 200:
+            raise AssertionError("sign-in of %s: %r" % (email, r))
+        body = r.json()
+        self.token = body["access_token"]
+        self.user = body["user"]
+        return self
+
+    def api(self, method, path, body=None, headers=None):
+        """A call to the API with this browser's bearer token."""
+        h = {"Authorization": "Bearer " + self.token}
+        h.update(headers or {})
+        if body is None and method in ("POST", "PUT", "PATCH"):
+            body = {}
+        return self.open(method, path, body, h)
+
+    def authorize(self, platform):
+        """POST /api/v1/connections/{platform}/authorize: the authorize URL
+        (the response's cp_oauth cookie lands in the jar)."""
+        r = self.api("POST", "/api/v1/connections/%s/authorize" % platform)
+        if r.status != 200:
+            raise AssertionError("authorize %s: %r" % (platform, r))
+        return r.json()["authorize_url"]
+
+    def consent_page(self, authorize_url):
+        """Open the platform's consent page: (request_id, [account names])."""
+        r = self.open("GET", authorize_url)
+        if r.status != 200:
+            raise AssertionError("consent page %s: %r" % (authorize_url.split("?")[0], r))
+        form = _CONSENT_FORM.search(r.body.decode("utf-8", "replace"))
+        if not form:
+            raise AssertionError("no consent form in %r" % r.body[:500])
+        rid = _REQUEST_ID.search(form.group(1))
+        return rid.group(1), _OPTION.findall(form.group(1))
+
+    def consent(self, authorize_url, account, decision="allow"):
+        """Answer the consent page as account; the URL the platform sends
+        the browser back to (the stack's callback)."""
+        rid, _ = self.consent_page(authorize_url)
+        u = urllib.parse.urlsplit(authorize_url)
+        r = self.open("POST", "%s://%s/__consent" % (u.scheme, u.netloc),
+                      urllib.parse.urlencode({"request_id": rid, "account": account,
+                                              "decision": decision}),
+                      {"Content-Type": "application/x-www-form-urlencoded"})
+        if r.status not in (302, 303):
+            raise AssertionError("consent of %s: %r" % (account, r))
+        return r.headers["location"]
+
+    def callback(self, url):
+        """Follow the platform's redirect to the stack's callback; the
+        outcome from the query of the stack's redirect to the UI
+        ({"platform", "result", "connection_id"|"error", ...}), and the
+        raw Location as "_location"."""
+        r = self.open("GET", url)
+        if r.status != 302:
+            raise AssertionError("callback %s: %r" % (urllib.parse.urlsplit(url).path, r))
+        loc = r.headers["location"]
+        out = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(loc).query))
+        out["_location"] = loc
+        out["_set_cookie"] = r.headers.get("set-cookie", "")
+        return out
+
+    def connect(self, platform, account, decision="allow"):
+        """The whole trip: authorize, consent as account, callback."""
+        return self.callback(self.consent(self.authorize(platform), account, decision))
 
 
 # -- Prometheus text format -------------------------------------------------

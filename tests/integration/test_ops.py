@@ -23,6 +23,7 @@ def test_readyz(stack):
     assert body["status"] == "ready"
     assert body["checks"] == {"database": "ok", "migrations": "ok", "memcached": "ok"}
     assert UUID.match(body["instance_id"]), body
+    assert isinstance(body["sandbox"], bool), body
     # The identity of the installation does not change between calls.
     assert stack.get("/readyz").json()["instance_id"] == body["instance_id"]
 
@@ -34,6 +35,7 @@ def test_version(stack):
     assert body["name"] == "crosspost"
     assert body["api"] == "v1"
     assert re.match(r"^\d+\.\d+\.\d+", body["version"]), body
+    assert isinstance(body["sandbox"], bool), body
 
 
 def test_head_version_has_no_body(stack):

@@ -42,6 +42,17 @@ static const char *const all_keys[] = {
     "worker_stall_timeout", "worker_graceful_timeout", "worker_crash_limit",
     "worker_crash_window", "job_lease", "job_retry_base", "job_retry_cap", "job_retention",
     "dead_job_retention", "scheduler_interval",
+    "secrets_key_file", "sandbox", "tiktok_client_key", "tiktok_client_secret",
+    "tiktok_auth_url", "tiktok_api_url", "tiktok_web_url", "tiktok_scopes",
+    "facebook_app_id", "facebook_app_secret", "facebook_auth_url",
+    "facebook_graph_url", "facebook_graph_version", "instagram_upload_url",
+    "instagram_scopes", "google_client_id", "google_client_secret",
+    "google_auth_url", "google_token_url", "youtube_api_url", "youtube_scopes",
+    "x_auth_mode", "x_consumer_key", "x_consumer_secret", "x_client_id",
+    "x_client_secret", "x_api_url", "x_oauth2_auth_url", "x_scopes",
+    "oauth_state_ttl", "oauth_return_path", "token_refresh_margin",
+    "token_refresh_margin_long", "connection_check_interval",
+    "connection_expiring_window", "connection_scan_interval", "sync_interval",
 };
 #define NKEYS (sizeof all_keys / sizeof all_keys[0])
 

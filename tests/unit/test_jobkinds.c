@@ -64,6 +64,8 @@ struct expected_kind {
 };
 
 static const struct expected_kind expected_kinds[] = {
+    { "connection.refresh", "default", 5, 60000, 0 },
+    { "connections.plan", "maintenance", 3, 600000, 0 },
     { "maintenance.prune_jobs", "maintenance", 3, 600000, 0 },
     { "maintenance.prune_workers", "maintenance", 3, 600000, 0 },
     { "maintenance.prune_audit", "maintenance", 3, 600000, 0 },

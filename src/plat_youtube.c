@@ -1,0 +1,352 @@
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "err.h"
+#include "json.h"
+#include "pkce.h"
+#include "plat_internal.h"
+
+/*
+ * YouTube through Google OAuth 2: offline access with prompt=consent so
+ * the code exchange yields a refresh token, PKCE, and the channel of the
+ * account (channels?mine=true).  A refresh answers without a refresh
+ * token: the stored one stays.
+ */
+
+#define URL_MAX 8192
+#define FORM_MAX (16 * 1024)
+
+static const struct plat_rule google_rows[] = {
+    { 0, 0, "invalid_grant", NULL, PLAT_REAUTH, "the authorization is invalid, expired or revoked" },
+    { 0, 0, "authError", NULL, PLAT_REAUTH, "the credentials were refused" },
+    { 0, 0, "insufficientPermissions", NULL, PLAT_REAUTH,
+      "a permission crosspost needs was not granted" },
+    { 0, 0, "quotaExceeded", NULL, PLAT_DEFER, "the project's daily quota is used up" },
+    { 0, 0, "rateLimitExceeded", NULL, PLAT_DEFER, "rate limited" },
+    { 0, 0, "userRateLimitExceeded", NULL, PLAT_DEFER, "the user's rate limit was reached" },
+    { 0, 0, "dailyLimitExceeded", NULL, PLAT_DEFER, "the daily limit was reached" },
+    { 0, 0, "uploadLimitExceeded", NULL, PLAT_DEFER, "the channel's daily upload limit was reached" },
+    { 0, 0, "backendError", NULL, PLAT_RETRY, "Google's backend failed" },
+    { 0, 0, "internalError", NULL, PLAT_RETRY, "Google failed internally" },
+    { 0, 0, "invalid_client", NULL, PLAT_FATAL, "the app's client id or secret was refused" },
+    { 0, 0, "unauthorized_client", NULL, PLAT_FATAL, "the app may not use this grant" },
+    { 0, 0, "invalid_request", NULL, PLAT_FATAL, "the request was refused as invalid" },
+    { 0, 0, "invalid_scope", NULL, PLAT_FATAL, "the app asked for scopes it may not have" },
+    { 0, 0, "redirect_uri_mismatch", NULL, PLAT_FATAL, "the redirect URI is not registered" },
+    { 0, 0, "unsupported_grant_type", NULL, PLAT_FATAL, "the grant type was refused" },
+    { 0, 0, "youtubeSignupRequired", NULL, PLAT_FATAL, "the account has no YouTube channel" },
+    { 0, 0, "forbidden", NULL, PLAT_FATAL, "the request is forbidden" },
+    { 401, 401, NULL, NULL, PLAT_REAUTH, "the credentials were refused" },
+    { 429, 429, NULL, NULL, PLAT_DEFER, "rate limited" },
+    { 500, 599, NULL, NULL, PLAT_RETRY, "Google is failing" },
+};
+
+/* OAuth's {"error":"invalid_grant","error_description"} or the APIs'
+ * {"error":{"code","message","errors":[{"reason",...}],"status"}}. */
+static void google_fault(const struct http_response *resp, struct plat_fault *f)
+{
+    struct json_object *root = NULL, *e, *errors;
+    const char *code = NULL, *text = NULL;
+    char scratch[32];
+
+    memset(f, 0, sizeof *f);
+    if (plat_json_parse(resp->body.data, resp->body.len, &root))
+        return;
+    if (json_object_object_get_ex(root, "error", &e) && e) {
+        if (json_object_is_type(e, json_type_string)) {
+            code = json_object_get_string(e);
+            json_get_string(root, "error_description", &text);
+        } else if (json_object_is_type(e, json_type_object)) {
+            if (json_get_array(e, "errors", &errors) == 0 &&
+                json_object_array_length(errors) > 0) {
+                struct json_object *first = json_object_array_get_idx(errors, 0);
+
+                if (json_object_is_type(first, json_type_object))
+                    json_get_string(first, "reason", &code);
+            }
+            if (!code)
+                json_get_string(e, "status", &code);
+            if (!code)
+                code = plat_json_text(e, "code", scratch, sizeof scratch);
+            json_get_string(e, "message", &text);
+        }
+    }
+    if (code && *code) {
+        f->found = 1;
+        plat_copy_text(f->code, sizeof f->code, code);
+        plat_text_clean(f->text, sizeof f->text, text);
+    }
+    json_object_put(root);
+}
+
+const struct plat_rules plat_google_rules = {
+    "Google", google_rows, sizeof google_rows / sizeof google_rows[0], google_fault, NULL,
+};
+
+/* ------------------------------------------------------------ parsers -- */
+
+int youtube_parse_tokens(const char *body, size_t len, struct plat_tokens *tok,
+                         struct plat_error *err)
+{
+    return plat_parse_oauth2_tokens(body, len, "Google token response", tok, NULL, NULL, 0, err);
+}
+
+int youtube_parse_channel(const char *body, size_t len, struct plat_account *acct,
+                          struct plat_error *err)
+{
+    static const char what[] = "YouTube channel lookup";
+    struct json_object *root = NULL, *items, *ch, *snippet, *thumbs, *def;
+    const char *id = NULL, *s = NULL;
+    int rc = 0;
+
+    memset(acct, 0, sizeof *acct);
+    if (plat_json_parse(body, len, &root))
+        return plat_error_unexpected(err, 200, what, "not a JSON object");
+    rc = json_get_array(root, "items", &items);
+    if (rc == CP_EINVAL) {
+        rc = plat_error_unexpected(err, 200, what, "items is not an array");
+        goto out;
+    }
+    if (rc || json_object_array_length(items) == 0) {
+        plat_error_set(err, PLAT_FATAL, 200, "no_youtube_channel",
+                       "%s: the Google account has no YouTube channel", what);
+        rc = CP_ENOTFOUND;
+        goto out;
+    }
+    ch = json_object_array_get_idx(items, 0);
+    if (!json_object_is_type(ch, json_type_object) || json_get_string(ch, "id", &id) || !*id ||
+        strlen(id) >= sizeof acct->remote_id) {
+        rc = plat_error_unexpected(err, 200, what, "no channel id");
+        goto out;
+    }
+    snprintf(acct->remote_id, sizeof acct->remote_id, "%s", id);
+    if (json_get_object(ch, "snippet", &snippet) == 0) {
+        if (json_get_string(snippet, "title", &s) == 0)
+            plat_copy_text(acct->display_name, sizeof acct->display_name, s);
+        if (json_get_string(snippet, "customUrl", &s) == 0)
+            plat_copy_text(acct->username, sizeof acct->username, s[0] == '@' ? s + 1 : s);
+        if (json_get_object(snippet, "thumbnails", &thumbs) == 0 &&
+            json_get_object(thumbs, "default", &def) == 0 &&
+            json_get_string(def, "url", &s) == 0 && strlen(s) < sizeof acct->avatar_url)
+            snprintf(acct->avatar_url, sizeof acct->avatar_url, "%s", s);
+    }
+out:
+    json_object_put(root);
+    return rc;
+}
+
+int youtube_authorize_url(const struct conf *c, const char *state, const char *redirect_uri,
+                          const char *challenge, struct buf *out)
+{
+    const char *base = c->google_auth_url;
+    int rc;
+
+    if (!base || !*base)
+        return CP_EINVAL;
+    rc = buf_adds(out, base);
+    if (!rc && !strchr(base, '?'))
+        rc = buf_addc(out, '?');
+    if (!rc)
+        rc = plat_form_add(out, "client_id", c->google_client_id);
+    if (!rc)
+        rc = plat_form_add(out, "redirect_uri", redirect_uri);
+    if (!rc)
+        rc = plat_form_add(out, "response_type", "code");
+    if (!rc)
+        rc = plat_form_add(out, "scope", c->youtube_scopes);
+    if (!rc)
+        rc = plat_form_add(out, "access_type", "offline");
+    if (!rc)
+        rc = plat_form_add(out, "prompt", "consent");
+    if (!rc)
+        rc = plat_form_add(out, "include_granted_scopes", "true");
+    if (!rc)
+        rc = plat_form_add(out, "state", state);
+    if (!rc)
+        rc = plat_form_add(out, "code_challenge", challenge);
+    if (!rc)
+        rc = plat_form_add(out, "code_challenge_method", "S256");
+    return rc;
+}
+
+/* ------------------------------------------------------------ calls -- */
+
+int youtube_configured(const struct conf *c)
+{
+    return c && c->google_client_id && *c->google_client_id && c->google_client_secret &&
+           *c->google_client_secret;
+}
+
+enum auth_kind youtube_auth_kind(const struct conf *c)
+{
+    return AUTH_OAUTH2;
+}
+
+static int not_configured(struct plat_error *err)
+{
+    plat_error_set(err, PLAT_FATAL, 0, "not_configured",
+                   "YouTube: the Google client id and secret are not configured");
+    return CP_EINVAL;
+}
+
+static int no_memory(struct plat_error *err, const char *what)
+{
+    plat_error_set(err, PLAT_RETRY, 0, "no_memory", "%s: out of memory", what);
+    return CP_ENOMEM;
+}
+
+static int token_call(struct plat_ctx *pc, const struct buf *form, const char *what,
+                      struct plat_tokens *tok, struct plat_error *err)
+{
+    struct http_response resp;
+    int rc;
+
+    if (!pc->conf->google_token_url || !*pc->conf->google_token_url)
+        return not_configured(err);
+    rc = plat_send(pc, &plat_google_rules, "POST", pc->conf->google_token_url, NULL,
+                   "application/x-www-form-urlencoded", form, what, &resp, err);
+    if (!rc) {
+        rc = plat_parse_oauth2_tokens(resp.body.data, resp.body.len, what, tok, NULL, NULL, 0,
+                                      err);
+        plat_response_free(&resp);
+    }
+    return rc;
+}
+
+static int channel_call(struct plat_ctx *pc, const char *token, struct plat_account *acct,
+                        struct plat_error *err)
+{
+    static const char what[] = "YouTube channel lookup";
+    struct http_response resp;
+    struct buf url, auth;
+    int rc;
+
+    buf_init(&url, URL_MAX);
+    buf_init(&auth, PLAT_TOKEN_MAX + 16);
+    if (plat_url(&url, pc->conf->youtube_api_url, "/youtube/v3/channels?part=snippet&mine=true") ||
+        plat_bearer(&auth, token)) {
+        rc = no_memory(err, what);
+        goto out;
+    }
+    rc = plat_send(pc, &plat_google_rules, "GET", buf_str(&url), buf_str(&auth), NULL, NULL,
+                   what, &resp, err);
+    if (!rc) {
+        rc = youtube_parse_channel(resp.body.data, resp.body.len, acct, err);
+        plat_response_free(&resp);
+    }
+out:
+    plat_buf_wipe(&auth);
+    buf_free(&url);
+    return rc;
+}
+
+int youtube_auth_begin(struct plat_ctx *pc, const struct auth_begin_in *in,
+                       struct auth_begin_out *out, struct plat_error *err)
+{
+    char challenge[PKCE_CHALLENGE_LEN + 1];
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    buf_init(&out->url, URL_MAX);
+    memset(err, 0, sizeof *err);
+    if (!youtube_configured(pc->conf))
+        return not_configured(err);
+    if (!in->state || !*in->state || strlen(in->state) >= sizeof out->state_key ||
+        !in->redirect_uri || !*in->redirect_uri) {
+        plat_error_set(err, PLAT_FATAL, 0, "bad_request", "Google authorize: no state or redirect URI");
+        return CP_EINVAL;
+    }
+    rc = plat_pkce(out, challenge);
+    if (!rc)
+        rc = youtube_authorize_url(pc->conf, in->state, in->redirect_uri, challenge, &out->url);
+    if (rc) {
+        buf_free(&out->url);
+        memset(out->verifier, 0, sizeof out->verifier);
+        return no_memory(err, "Google authorize");
+    }
+    snprintf(out->state_key, sizeof out->state_key, "%s", in->state);
+    return 0;
+}
+
+int youtube_auth_finish(struct plat_ctx *pc, const struct auth_finish_in *in,
+                        struct plat_tokens *tok, struct plat_account *acct,
+                        struct plat_error *err)
+{
+    static const char what[] = "Google token exchange";
+    const struct conf *c = pc->conf;
+    struct buf form;
+    int rc;
+
+    memset(tok, 0, sizeof *tok);
+    memset(acct, 0, sizeof *acct);
+    memset(err, 0, sizeof *err);
+    if (!youtube_configured(c))
+        return not_configured(err);
+    if (!in->code || !*in->code) {
+        plat_error_set(err, PLAT_FATAL, 0, "bad_request", "%s: no authorization code", what);
+        return CP_EINVAL;
+    }
+    buf_init(&form, FORM_MAX);
+    if (plat_form_add(&form, "code", in->code) ||
+        plat_form_add(&form, "client_id", c->google_client_id) ||
+        plat_form_add(&form, "client_secret", c->google_client_secret) ||
+        plat_form_add(&form, "redirect_uri", in->redirect_uri ? in->redirect_uri : "") ||
+        plat_form_add(&form, "grant_type", "authorization_code") ||
+        (in->verifier && *in->verifier && plat_form_add(&form, "code_verifier", in->verifier))) {
+        plat_buf_wipe(&form);
+        return no_memory(err, what);
+    }
+    rc = token_call(pc, &form, what, tok, err);
+    plat_buf_wipe(&form);
+    if (rc)
+        return rc;
+    rc = channel_call(pc, tok->access_token, acct, err);
+    if (rc)
+        plat_tokens_clear(tok);
+    return rc;
+}
+
+int youtube_refresh(struct plat_ctx *pc, const struct plat_creds *cur, struct plat_tokens *tok,
+                    struct plat_error *err)
+{
+    static const char what[] = "Google token refresh";
+    const struct conf *c = pc->conf;
+    struct buf form;
+    int rc;
+
+    memset(tok, 0, sizeof *tok);
+    memset(err, 0, sizeof *err);
+    if (!youtube_configured(c))
+        return not_configured(err);
+    if (cur->kind != AUTH_OAUTH2 || !cur->refresh_token || !*cur->refresh_token) {
+        plat_error_set(err, PLAT_REAUTH, 0, "no_refresh_token",
+                       "%s: there is no refresh token: reconnect the account", what);
+        return CP_EINVAL;
+    }
+    buf_init(&form, FORM_MAX);
+    if (plat_form_add(&form, "client_id", c->google_client_id) ||
+        plat_form_add(&form, "client_secret", c->google_client_secret) ||
+        plat_form_add(&form, "grant_type", "refresh_token") ||
+        plat_form_add(&form, "refresh_token", cur->refresh_token)) {
+        plat_buf_wipe(&form);
+        return no_memory(err, what);
+    }
+    rc = token_call(pc, &form, what, tok, err);
+    plat_buf_wipe(&form);
+    return rc;
+}
+
+int youtube_check(struct plat_ctx *pc, const struct plat_creds *cur, struct plat_account *acct,
+                  struct plat_error *err)
+{
+    memset(acct, 0, sizeof *acct);
+    memset(err, 0, sizeof *err);
+    if (!cur->access_token || !*cur->access_token) {
+        plat_error_set(err, PLAT_REAUTH, 0, "no_access_token",
+                       "YouTube check: there is no access token: reconnect the account");
+        return CP_EINVAL;
+    }
+    return channel_call(pc, cur->access_token, acct, err);
+}
