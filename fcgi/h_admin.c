@@ -90,27 +90,6 @@ static int display_name_ok(const char *s)
     return chars <= DISPLAY_NAME_MAX;
 }
 
-/* The body as a JSON object whose members all are in allowed (a
- * NULL-terminated list); replies 400/422 and returns 1 otherwise. */
-static int body_members(struct request *req, const char *const *allowed)
-{
-    if (!req->json || !json_object_is_type(req->json, json_type_object)) {
-        reply_error(req, 400, "invalid_body", "The request body must be a JSON object.");
-        return 1;
-    }
-    json_object_object_foreach(req->json, key, val) {
-        size_t i = 0;
-        (void)val;
-        while (allowed[i] && strcmp(allowed[i], key) != 0)
-            i++;
-        if (!allowed[i]) {
-            reply_error(req, 422, "unknown_field", "The field \"%.64s\" is not known here.", key);
-            return 1;
-        }
-    }
-    return 0;
-}
-
 /* An optional string member: 0 with *out (NULL when absent), or 1 after
  * replying 400 when it has another JSON type (null included). */
 static int optional_string(struct request *req, const char *key, const char **out)

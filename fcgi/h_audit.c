@@ -48,11 +48,6 @@ static int action_ok(const char *s)
     return 1;
 }
 
-static void refuse_parameter(struct request *req, const char *name, const char *expected)
-{
-    reply_error(req, 400, "invalid_parameter", "The query parameter \"%s\" must be %s.", name, expected);
-}
-
 /* The filters of the query string; 0, or 1 after replying 400. */
 static int read_filter(struct request *req, struct audit_filter *f)
 {
@@ -65,7 +60,7 @@ static int read_filter(struct request *req, struct audit_filter *f)
     if (rc == 1)
         return 1;
     if (rc == 0 && parse_id(text, &f->actor)) {
-        refuse_parameter(req, "actor", "a user id");
+        reply_bad_parameter(req, "actor", "a user id");
         return 1;
     }
 
@@ -73,7 +68,7 @@ static int read_filter(struct request *req, struct audit_filter *f)
     if (rc == 1)
         return 1;
     if (rc == 0 && !action_ok(f->action)) {
-        refuse_parameter(req, "action", "an action such as auth.login, or a prefix ending in '.'");
+        reply_bad_parameter(req, "action", "an action such as auth.login, or a prefix ending in '.'");
         return 1;
     }
     n = strlen(f->action);
@@ -97,7 +92,7 @@ static int read_filter(struct request *req, struct audit_filter *f)
         size_t type_len = colon ? (size_t)(colon - text) : 0;
         if (!colon || type_len == 0 || type_len > TARGET_TYPE_MAX || !colon[1] ||
             strlen(colon + 1) > TARGET_ID_MAX) {
-            refuse_parameter(req, "target", "type:id, such as user:42");
+            reply_bad_parameter(req, "target", "type:id, such as user:42");
             return 1;
         }
         memcpy(f->target_type, text, type_len);

@@ -46,12 +46,7 @@ static void audit_req(struct request *req, const char *action, int failed, long 
 
 static void set_refresh_cookie(struct request *req, const char *token, long long max_age)
 {
-    char cookie[256];
-
-    snprintf(cookie, sizeof cookie, "%s=%s; Path=%s; Max-Age=%lld; HttpOnly; SameSite=Strict%s",
-             REFRESH_COOKIE, token, REFRESH_COOKIE_PATH, max_age,
-             req->app->conf->session_cookie_secure ? "; Secure" : "");
-    req_add_header(req, "Set-Cookie", cookie);
+    req_set_cookie(req, REFRESH_COOKIE, token, REFRESH_COOKIE_PATH, max_age, "Strict");
 }
 
 static void clear_refresh_cookie(struct request *req)

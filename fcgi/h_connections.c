@@ -138,28 +138,12 @@ static int check_display_name(struct request *req, const char *name)
     return 1;
 }
 
-/* The body as a JSON object whose members all are in allowed (a
- * NULL-terminated list); with optional set, no body counts as {}.  0, or
- * 1 after replying 400/422. */
+/* body_members, with no body counting as {} when optional is set. */
 static int check_body(struct request *req, const char *const *allowed, int optional)
 {
     if (!req->json && optional)
         return 0;
-    if (!req->json || !json_object_is_type(req->json, json_type_object)) {
-        reply_error(req, 400, "invalid_body", "The request body must be a JSON object.");
-        return 1;
-    }
-    json_object_object_foreach(req->json, key, val) {
-        size_t i = 0;
-        (void)val;
-        while (allowed[i] && strcmp(allowed[i], key) != 0)
-            i++;
-        if (!allowed[i]) {
-            reply_error(req, 422, "unknown_field", "The field \"%.64s\" is not known here.", key);
-            return 1;
-        }
-    }
-    return 0;
+    return body_members(req, allowed);
 }
 
 static const char *const no_members[] = { NULL };
@@ -240,11 +224,8 @@ static int read_list_filter(struct request *req, struct conn_filter *f)
         return 1;
     if (rc == 0) {
         const struct platform *p = platform_find(text);
-        if (!p) {
-            reply_error(req, 400, "invalid_parameter",
-                        "The query parameter \"platform\" must be one of tiktok, instagram, youtube, x.");
-            return 1;
-        }
+        if (!p)
+            return reply_bad_parameter(req, "platform", "one of tiktok, instagram, youtube, x");
         f->have_platform = 1;
         f->platform = p->id;
     }
@@ -252,12 +233,9 @@ static int read_list_filter(struct request *req, struct conn_filter *f)
     if (rc == 1)
         return 1;
     if (rc == 0) {
-        if (conn_status_parse(text, &f->status)) {
-            reply_error(req, 400, "invalid_parameter",
-                        "The query parameter \"status\" must be one of active, expiring, "
-                        "needs_reauth, error, disabled.");
-            return 1;
-        }
+        if (conn_status_parse(text, &f->status))
+            return reply_bad_parameter(req, "status",
+                                       "one of active, expiring, needs_reauth, error, disabled");
         f->have_status = 1;
     }
     rc = req_query(req, "user", text, sizeof text);
@@ -269,11 +247,8 @@ static int read_list_filter(struct request *req, struct conn_filter *f)
                         "Only operators and admins filter connections by user; you see your own.");
             return 1;
         }
-        if (parse_id(text, &f->user_id)) {
-            reply_error(req, 400, "invalid_parameter",
-                        "The query parameter \"user\" must be a user id.");
-            return 1;
-        }
+        if (parse_id(text, &f->user_id))
+            return reply_bad_parameter(req, "user", "a user id");
     }
     return 0;
 }
@@ -687,16 +662,6 @@ static int redirect_uri(const struct conf *c, const struct platform *p, char *ou
     return w < 0 || (size_t)w >= cap ? CP_ETOOBIG : 0;
 }
 
-static void set_binding_cookie(struct request *req, const char *value, long long max_age)
-{
-    char cookie[256];
-
-    snprintf(cookie, sizeof cookie, "%s=%s; Path=%s; Max-Age=%lld; HttpOnly; SameSite=Lax%s",
-             OAUTH_COOKIE, value, OAUTH_COOKIE_PATH, max_age,
-             req->app->conf->session_cookie_secure ? "; Secure" : "");
-    req_add_header(req, "Set-Cookie", cookie);
-}
-
 void h_connection_authorize(struct request *req)
 {
     const char *action = "connection.authorize";
@@ -782,7 +747,7 @@ void h_connection_authorize(struct request *req)
         goto done;
     }
 
-    set_binding_cookie(req, binding, ttl_s);
+    req_set_cookie(req, OAUTH_COOKIE, binding, OAUTH_COOKIE_PATH, ttl_s, "Lax");
     buf_init(&b, AUTHORIZE_JSON_MAX);
     rc = buf_adds(&b, "{\"authorize_url\":\"");
     rc = rc ? rc : buf_add_json_escaped(&b, out.url.data ? out.url.data : "", out.url.len);

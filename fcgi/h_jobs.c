@@ -227,11 +227,8 @@ static int read_name(struct request *req, const char *name, char *out, size_t ca
         out[0] = '\0';
         return 0;
     }
-    if (!ok(out)) {
-        reply_error(req, 400, "invalid_parameter", "The query parameter \"%s\" must be %s.", name,
-                    expected);
-        return 1;
-    }
+    if (!ok(out))
+        return reply_bad_parameter(req, name, expected);
     return 0;
 }
 
@@ -245,12 +242,10 @@ static int read_filter(struct request *req, struct job_filter *f)
         if (rc == 1)
             return 1;
         if (rc == 0) {
-            if (job_state_parse(text, &f->state)) {
-                reply_error(req, 400, "invalid_parameter",
-                            "The query parameter \"state\" must be one of scheduled, ready, "
-                            "running, failed, succeeded, dead, cancelled.");
-                return 1;
-            }
+            if (job_state_parse(text, &f->state))
+                return reply_bad_parameter(req, "state",
+                                           "one of scheduled, ready, running, failed, "
+                                           "succeeded, dead, cancelled");
             f->has_state = 1;
         }
     }
@@ -271,11 +266,8 @@ static int read_filter(struct request *req, struct job_filter *f)
                         "Only operators and admins filter jobs by user; you see your own jobs.");
             return 1;
         }
-        if (parse_id(text, &f->user)) {
-            reply_error(req, 400, "invalid_parameter",
-                        "The query parameter \"user\" must be a user id.");
-            return 1;
-        }
+        if (parse_id(text, &f->user))
+            return reply_bad_parameter(req, "user", "a user id");
     }
     if (req_query_time(req, "from", f->from, sizeof f->from) == 1 ||
         req_query_time(req, "to", f->to, sizeof f->to) == 1)
@@ -605,20 +597,8 @@ void h_jobs_dead_retry(struct request *req)
 
     /* No body means no filter, like {}. */
     if (req->json) {
-        if (!json_object_is_type(req->json, json_type_object)) {
-            reply_error(req, 400, "invalid_body", "The request body must be a JSON object.");
+        if (body_members(req, allowed))
             return;
-        }
-        json_object_object_foreach(req->json, key, val) {
-            size_t i = 0;
-            (void)val;
-            while (allowed[i] && strcmp(allowed[i], key) != 0)
-                i++;
-            if (!allowed[i]) {
-                reply_error(req, 422, "unknown_field", "The field \"%.64s\" is not known here.", key);
-                return;
-            }
-        }
         if (body_name(req, "queue", queue, sizeof queue, job_queue_name_ok,
                       "a queue name (1 to 32 of a-z, 0-9, _ and -)") ||
             body_name(req, "kind", kind, sizeof kind, job_kind_name_ok,

@@ -293,7 +293,7 @@ void h_oauth_callback(struct request *req)
     const struct conf *c = req->app->conf;
     struct callback_query q;
     struct callback cb;
-    char name[32], cookie[128];
+    char name[32];
     struct buf loc;
 
     memset(&cb, 0, sizeof cb);
@@ -315,9 +315,7 @@ void h_oauth_callback(struct request *req)
                LOG_END);
     explicit_bzero(&cb.st, sizeof cb.st);
 
-    snprintf(cookie, sizeof cookie, "%s=; Path=%s; Max-Age=0; HttpOnly; SameSite=Lax%s",
-             OAUTH_COOKIE, OAUTH_COOKIE_PATH, c->session_cookie_secure ? "; Secure" : "");
-    req_add_header(req, "Set-Cookie", cookie);
+    req_set_cookie(req, OAUTH_COOKIE, "", OAUTH_COOKIE_PATH, 0, "Lax");
     buf_init(&loc, LOCATION_MAX);
     if (build_location(c, &cb, &loc) || req_add_header(req, "Location", buf_str(&loc))) {
         buf_free(&loc);

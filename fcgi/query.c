@@ -161,6 +161,13 @@ int req_query(struct request *req, const char *name, char *out, size_t cap)
     return 1;
 }
 
+int reply_bad_parameter(struct request *req, const char *name, const char *expected)
+{
+    reply_error(req, 400, "invalid_parameter", "The query parameter \"%s\" must be %s.", name,
+                expected);
+    return 1;
+}
+
 int req_paging(struct request *req, int *limit, long long *cursor)
 {
     char text[24];

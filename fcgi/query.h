@@ -47,6 +47,10 @@ int req_path_id(struct request *req, const char *name, long long *out);
  * reply), or 1 after replying 400 invalid_parameter. */
 int req_query(struct request *req, const char *name, char *out, size_t cap);
 
+/* 1 after replying 400 invalid_parameter: "The query parameter "name"
+ * must be expected." */
+int reply_bad_parameter(struct request *req, const char *name, const char *expected);
+
 /* Query parameter name as a UTC time (parse_utc_time): 0 when present,
  * CP_ENOTFOUND when absent (out ""), or 1 after replying 400. */
 int req_query_time(struct request *req, const char *name, char *out, size_t cap);

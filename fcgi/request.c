@@ -170,6 +170,36 @@ int body_string(struct request *req, const char *key, size_t max, const char **o
     return 0;
 }
 
+int body_members(struct request *req, const char *const *allowed)
+{
+    if (!req->json || !json_object_is_type(req->json, json_type_object)) {
+        reply_error(req, 400, "invalid_body", "The request body must be a JSON object.");
+        return 1;
+    }
+    json_object_object_foreach(req->json, key, val) {
+        size_t i = 0;
+        (void)val;
+        while (allowed[i] && strcmp(allowed[i], key) != 0)
+            i++;
+        if (!allowed[i]) {
+            reply_error(req, 422, "unknown_field", "The field \"%.64s\" is not known here.", key);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void req_set_cookie(struct request *req, const char *name, const char *value, const char *path,
+                    long long max_age, const char *same_site)
+{
+    char cookie[256];
+
+    snprintf(cookie, sizeof cookie, "%s=%s; Path=%s; Max-Age=%lld; HttpOnly; SameSite=%s%s", name,
+             value, path, max_age, same_site,
+             req->app->conf->session_cookie_secure ? "; Secure" : "");
+    req_add_header(req, "Set-Cookie", cookie);
+}
+
 static int header_value_ok(const char *s)
 {
     for (; *s; s++)

@@ -113,6 +113,17 @@ const char *req_client_addr(const struct request *req);
  * 400 naming the field and returns non-zero. */
 int body_string(struct request *req, const char *key, size_t max, const char **out);
 
+/* The body as a JSON object whose members all are in allowed (a
+ * NULL-terminated list): 0, or 1 after replying 400 (not an object) or
+ * 422 (a member not in allowed). */
+int body_members(struct request *req, const char *const *allowed);
+
+/* Add a Set-Cookie header: name=value for path, Max-Age max_age s,
+ * HttpOnly, SameSite=same_site, and Secure when the configuration says
+ * cookies are sent over HTTPS only. */
+void req_set_cookie(struct request *req, const char *name, const char *value, const char *path,
+                    long long max_age, const char *same_site);
+
 /* The reason phrase of a status code. */
 const char *http_status_text(int status);
 

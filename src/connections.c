@@ -237,6 +237,31 @@ static void col_text(const struct db_result *r, size_t row, size_t col, char *ou
     snprintf(out, cap, "%s", s ? s : "");
 }
 
+/* A query that must find exactly one row; CP_ENOTFOUND when it does
+ * not.  *out is the caller's to free either way. */
+static int query_one(struct db *db, const char *sql, const struct db_param *params,
+                     size_t nparams, struct db_result **out)
+{
+    int rc = db_query(db, sql, params, nparams, out);
+
+    if (!rc && db_result_rows(*out) != 1)
+        rc = CP_ENOTFOUND;
+    return rc;
+}
+
+/* The platform and auth kind stored in columns col and col + 1 of a
+ * locked row; CP_EDB when either is not one this build knows. */
+static int row_platform(const struct db_result *r, size_t col, const struct platform **p,
+                        enum auth_kind *kind)
+{
+    const char *name = db_result_get(r, 0, col);
+
+    *p = platform_find(name ? name : "");
+    if (!*p || auth_kind_parse(db_result_get(r, 0, col + 1), kind))
+        return CP_EDB;
+    return 0;
+}
+
 static int db_now_ms(struct db *db, long long *now)
 {
     struct db_result *r = NULL;
@@ -361,9 +386,7 @@ int conn_get(struct db *db, const struct conf *c, const struct conn_scope *scope
     memset(out, 0, sizeof *out);
     if (id <= 0)
         return CP_ENOTFOUND;
-    rc = db_query(db, sql_get, p, 3, &r);
-    if (!rc && db_result_rows(r) != 1)
-        rc = CP_ENOTFOUND;
+    rc = query_one(db, sql_get, p, 3, &r);
     if (!rc)
         rc = row_to_conn(r, 0, c, out);
     db_result_free(r);
@@ -384,9 +407,7 @@ int conn_open_secrets(struct db *db, struct secretbox *sb, long long id, struct 
     int rc;
 
     memset(out, 0, sizeof *out);
-    rc = db_query(db, sql_get_secrets, p, 1, &r);
-    if (!rc && db_result_rows(r) != 1)
-        rc = CP_ENOTFOUND;
+    rc = query_one(db, sql_get_secrets, p, 1, &r);
     if (!rc)
         rc = row_to_conn(r, 0, NULL, out);
     for (int col = 0; !rc && col < SEC_COUNT; col++) {
@@ -774,18 +795,14 @@ static int store_refresh_tx(struct db *db, void *arg)
     int rc;
 
     sealed_init(&s);
-    rc = db_query(db, sql_lock_secrets, q, 1, &r);
-    if (!rc && db_result_rows(r) != 1)
-        rc = CP_ENOTFOUND;
+    rc = query_one(db, sql_lock_secrets, q, 1, &r);
     if (rc)
         goto out;
     owner = col_i64(r, 0, 0);
-    p = platform_find(db_result_get(r, 0, 1) ? db_result_get(r, 0, 1) : "");
     now = col_i64(r, 0, 7);
-    if (!p || auth_kind_parse(db_result_get(r, 0, 2), &kind)) {
-        rc = CP_EDB;
+    rc = row_platform(r, 1, &p, &kind);
+    if (rc)
         goto out;
-    }
     rc = seal_text(t->sb, SEC_ACCESS, t->id, owner, tok->access_token, &s);
     if (!rc && tok->refresh_token && *tok->refresh_token) {
         rc = seal_text(t->sb, SEC_REFRESH, t->id, owner, tok->refresh_token, &s);
@@ -855,16 +872,12 @@ static int checked_tx(struct db *db, void *arg)
     long long exp, now, due;
     int rc;
 
-    rc = db_query(db, sql_lock_timing, q, 1, &r);
-    if (!rc && db_result_rows(r) != 1)
-        rc = CP_ENOTFOUND;
+    rc = query_one(db, sql_lock_timing, q, 1, &r);
     if (rc)
         goto out;
-    p = platform_find(db_result_get(r, 0, 0) ? db_result_get(r, 0, 0) : "");
-    if (!p || auth_kind_parse(db_result_get(r, 0, 1), &kind)) {
-        rc = CP_EDB;
+    rc = row_platform(r, 0, &p, &kind);
+    if (rc)
         goto out;
-    }
     exp = col_i64(r, 0, 2);
     now = col_i64(r, 0, 3);
     /* How long the token was issued for is not stored; what is left of
@@ -915,9 +928,7 @@ static int needs_reauth_tx(struct db *db, void *arg)
     long long owner;
     int rc;
 
-    rc = db_query(db, sql_lock_status, q, 1, &r);
-    if (!rc && db_result_rows(r) != 1)
-        rc = CP_ENOTFOUND;
+    rc = query_one(db, sql_lock_status, q, 1, &r);
     if (rc)
         goto out;
     status = db_result_get(r, 0, 4);
@@ -967,9 +978,7 @@ static int failed_tx(struct db *db, void *arg)
     char why[CONN_ERROR_MAX + 1], status[32];
     int rc;
 
-    rc = db_query(db, sql_lock_status, q, 1, &r);
-    if (!rc && db_result_rows(r) != 1)
-        rc = CP_ENOTFOUND;
+    rc = query_one(db, sql_lock_status, q, 1, &r);
     if (rc)
         goto out;
     col_text(r, 0, 4, status, sizeof status);
@@ -1013,9 +1022,7 @@ static int update_tx(struct db *db, void *arg)
     struct db_result *r = NULL;
     int rc;
 
-    rc = db_query(db, sql_lock_scoped, q, 3, &r);
-    if (!rc && db_result_rows(r) != 1)
-        rc = CP_ENOTFOUND;
+    rc = query_one(db, sql_lock_scoped, q, 3, &r);
     db_result_free(r);
     if (!rc && u->have_display_name) {
         struct db_param w[] = { DB_STR(u->display_name), DB_I64(t->id) };

@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,6 +106,27 @@ struct conf *ctl_conf(struct ctl *ctl)
     buf_free(&err);
     log_set_level((int)ctl->conf->log_level);
     return ctl->conf;
+}
+
+int ctl_db_failed(struct db *db)
+{
+    fprintf(stderr, "crosspostctl: %s\n", db_error(db)[0] ? db_error(db) : "the database is not answering");
+    return EXIT_FAILED;
+}
+
+int ctl_parse_number(const char *s, long long min, long long max, long long *out)
+{
+    char *end;
+    long long v;
+
+    if (!s || !*s || (*s != '-' && (*s < '0' || *s > '9')))
+        return CP_EINVAL;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno || *end || v < min || v > max)
+        return CP_EINVAL;
+    *out = v;
+    return 0;
 }
 
 int ctl_open_db(struct ctl *ctl, struct db **db)

@@ -31,6 +31,14 @@ struct db;
  * return after telling the user why not (EXIT_USAGE, EXIT_FAILED). */
 int ctl_open_db(struct ctl *ctl, struct db **db);
 
+/* Print why the database failed (its error, or that it is not
+ * answering); returns EXIT_FAILED. */
+int ctl_db_failed(struct db *db);
+
+/* A whole number in [min, max], strictly written (decimal, an optional
+ * '-', nothing after it): 0 with *out, or CP_EINVAL. */
+int ctl_parse_number(const char *s, long long min, long long max, long long *out);
+
 /* Print "crosspostctl: <message>" and the usage; returns EXIT_USAGE. */
 int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void usage(FILE *fp);

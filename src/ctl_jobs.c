@@ -40,22 +40,6 @@ static const char jobs_usage[] =
     "States: scheduled ready running failed succeeded dead cancelled.  Durations: 500ms, 30s, 5m,\n"
     "1h, 2d.  A list is newest first (--limit 1 to 1000, default 50).\n";
 
-/* A whole number in [min, max], strictly written. */
-static int parse_number(const char *s, long long min, long long max, long long *out)
-{
-    char *end;
-    long long v;
-
-    if (!s || !*s || (*s != '-' && (*s < '0' || *s > '9')))
-        return CP_EINVAL;
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno || *end || v < min || v > max)
-        return CP_EINVAL;
-    *out = v;
-    return 0;
-}
-
 /* "250ms", "30s", "5m", "1h", "2d"; a bare number is seconds.  Up to a year. */
 static int parse_duration_ms(const char *s, long long *out)
 {
@@ -83,12 +67,6 @@ static int parse_duration_ms(const char *s, long long *out)
     return CP_EINVAL;
 }
 
-static int db_failed(struct db *db)
-{
-    fprintf(stderr, "crosspostctl: %s\n", db_error(db)[0] ? db_error(db) : "the database is not answering");
-    return EXIT_FAILED;
-}
-
 static void audit(struct db *db, const char *action, int failed, long long job, long long owner,
                   const char *detail)
 {
@@ -107,7 +85,7 @@ static int find_user_id(struct db *db, const char *who, long long *id)
     long long n;
     int rc;
 
-    if (parse_number(who, 1, LLONG_MAX, &n) == 0)
+    if (ctl_parse_number(who, 1, LLONG_MAX, &n) == 0)
         rc = user_find_by_id(db, n, &u);
     else
         rc = user_find_by_email(db, who, &u);
@@ -116,7 +94,7 @@ static int find_user_id(struct db *db, const char *who, long long *id)
         return EXIT_FAILED;
     }
     if (rc)
-        return db_failed(db);
+        return ctl_db_failed(db);
     *id = u.id;
     return 0;
 }
@@ -165,7 +143,7 @@ static int jobs_list(struct db *db, int argc, char **argv)
         else if (!strcmp(opt, "--user"))
             who = val;
         else if (!strcmp(opt, "--limit")) {
-            if (parse_number(val, 1, LIST_LIMIT_MAX, &limit))
+            if (ctl_parse_number(val, 1, LIST_LIMIT_MAX, &limit))
                 return usage_error("jobs list: --limit must be a number from 1 to %d", LIST_LIMIT_MAX);
         } else
             return usage_error("jobs list: unexpected argument \"%s\"", opt);
@@ -206,7 +184,7 @@ static int jobs_list(struct db *db, int argc, char **argv)
     rc = rc ? rc : db_query(db, buf_str(&sql), p, n, &r);
     buf_free(&sql);
     if (rc)
-        return db_failed(db);
+        return ctl_db_failed(db);
     printf("%-10s %-12s %-28s %-10s %-9s %-19s %-7s %s\n", "id", "queue", "kind", "state",
            "attempts", "run_at (UTC)", "user", "last error");
     for (size_t i = 0; i < db_result_rows(r); i++)
@@ -224,7 +202,7 @@ static int job_id_arg(const char *cmd, int argc, char **argv, long long *id)
 {
     if (argc != 2)
         return usage_error("jobs %s: one job ID is needed", cmd);
-    if (parse_number(argv[1], 1, LLONG_MAX, id))
+    if (ctl_parse_number(argv[1], 1, LLONG_MAX, id))
         return usage_error("jobs %s: \"%s\" is not a job id", cmd, argv[1]);
     return 0;
 }
@@ -253,7 +231,7 @@ static int jobs_show(struct db *db, int argc, char **argv)
                       "j.last_error, j.payload FROM jobs j LEFT JOIN workers w ON w.id = j.owner "
                       "WHERE j.id = ?", p, 1, &r);
     if (rc)
-        return db_failed(db);
+        return ctl_db_failed(db);
     if (db_result_rows(r) != 1) {
         db_result_free(r);
         fprintf(stderr, "crosspostctl: no job %lld\n", id);
@@ -268,7 +246,7 @@ static int jobs_show(struct db *db, int argc, char **argv)
                       "worker_host, worker_pid FROM job_attempts WHERE job_id = ? "
                       "ORDER BY id DESC LIMIT ?) latest ORDER BY id", p, 2, &r);
     if (rc)
-        return db_failed(db);
+        return ctl_db_failed(db);
     if (db_result_rows(r)) {
         printf("\n%-7s %-23s %-9s %-12s %-24s %s\n", "attempt", "at (UTC)", "outcome", "class",
                "worker", "error");
@@ -308,7 +286,7 @@ static int jobs_retry_dead(struct db *db, int argc, char **argv)
         else if (!strcmp(opt, "--error-class"))
             f.error_class = val;
         else if (!strcmp(opt, "--limit")) {
-            if (parse_number(val, 1, DEAD_RETRY_MAX, &limit))
+            if (ctl_parse_number(val, 1, DEAD_RETRY_MAX, &limit))
                 return usage_error("jobs retry --dead: --limit must be a number from 1 to %d",
                                    DEAD_RETRY_MAX);
         } else
@@ -322,7 +300,7 @@ static int jobs_retry_dead(struct db *db, int argc, char **argv)
     if (f.error_class && job_error_class_parse(f.error_class, &cls))
         return usage_error("jobs retry --dead: unknown error class \"%s\"", f.error_class);
     if (queue_retry_dead(db, &f, (int)limit, &n))
-        return db_failed(db);
+        return ctl_db_failed(db);
     snprintf(detail, sizeof detail, "retried %zu; queue=%s kind=%s error_class=%s limit=%lld", n,
              f.queue ? f.queue : "*", f.kind ? f.kind : "*", f.error_class ? f.error_class : "*",
              limit);
@@ -360,7 +338,7 @@ static int jobs_act(struct db *db, int argc, char **argv, int cancel)
         return EXIT_FAILED;
     }
     if (rc)
-        return db_failed(db);
+        return ctl_db_failed(db);
     snprintf(detail, sizeof detail, "%s -> %s", job_state_name(was), cancel ? "cancelled" : "ready");
     audit(db, action, 0, id, job_user(db, id), detail);
     printf("job %lld: %s\n", id, detail);
@@ -399,17 +377,17 @@ static int jobs_enqueue(struct db *db, int argc, char **argv)
         else if (!strcmp(opt, "--user"))
             who = val;
         else if (!strcmp(opt, "--count")) {
-            if (parse_number(val, 1, ENQUEUE_COUNT_MAX, &count))
+            if (ctl_parse_number(val, 1, ENQUEUE_COUNT_MAX, &count))
                 return usage_error("jobs enqueue: --count must be a number from 1 to %d", ENQUEUE_COUNT_MAX);
         } else if (!strcmp(opt, "--delay")) {
             if (parse_duration_ms(val, &spec.delay_ms))
                 return usage_error("jobs enqueue: --delay must be a duration such as 30s, 5m or 1h");
         } else if (!strcmp(opt, "--priority")) {
-            if (parse_number(val, -1000, 1000, &v))
+            if (ctl_parse_number(val, -1000, 1000, &v))
                 return usage_error("jobs enqueue: --priority must be a number from -1000 to 1000");
             spec.priority = (int)v;
         } else if (!strcmp(opt, "--max-attempts")) {
-            if (parse_number(val, 1, 100, &v))
+            if (ctl_parse_number(val, 1, 100, &v))
                 return usage_error("jobs enqueue: --max-attempts must be a number from 1 to 100");
             spec.max_attempts = (int)v;
         } else
@@ -464,7 +442,7 @@ static int jobs_enqueue(struct db *db, int argc, char **argv)
         return EXIT_FAILED;
     }
     if (rc)
-        return db_failed(db);
+        return ctl_db_failed(db);
     if (count == 1) {
         snprintf(detail, sizeof detail, "%s on %s", spec.kind, spec.queue ? spec.queue : job_kind_find(spec.kind)->queue);
         audit(db, "job.enqueue", 0, id, spec.user_id, detail);
@@ -565,7 +543,7 @@ int cmd_workers(struct ctl *ctl, int argc, char **argv)
           "jobs_done, COALESCE(current_job_id, '-') FROM workers WHERE state <> 'stopped' ORDER BY id",
         p, 1, &r);
     if (rc) {
-        rc = db_failed(db);
+        rc = ctl_db_failed(db);
         db_close(db);
         return rc;
     }

@@ -7,7 +7,6 @@
  */
 #include "config.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,25 +213,10 @@ static const char connections_usage[] =
     "Platforms: tiktok instagram youtube x.  Statuses: active expiring needs_reauth error disabled.\n"
     "Times are UTC.  Tokens and cookies are never shown.\n";
 
+/* A row id: 1 or more, in decimal. */
 static int parse_id(const char *s, long long *out)
 {
-    char *end;
-    long long v;
-
-    if (!s || *s < '0' || *s > '9')
-        return CP_EINVAL;
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno || *end || v < 1)
-        return CP_EINVAL;
-    *out = v;
-    return 0;
-}
-
-static int db_failed(struct db *db)
-{
-    fprintf(stderr, "crosspostctl: %s\n", db_error(db)[0] ? db_error(db) : "the database is not answering");
-    return EXIT_FAILED;
+    return ctl_parse_number(s, 1, LLONG_MAX, out);
 }
 
 static const char *utc(long long ms, char *out, size_t cap)
@@ -295,7 +279,7 @@ static int connections_list(struct db *db, struct conf *c, int argc, char **argv
             return EXIT_FAILED;
         }
         if (rc)
-            return db_failed(db);
+            return ctl_db_failed(db);
         f.user_id = owner.id;
     }
     rows = calloc(LIST_PAGE, sizeof *rows);
@@ -309,7 +293,7 @@ static int connections_list(struct db *db, struct conf *c, int argc, char **argv
         rc = conn_list(db, c, &all, &f, rows, &n, &more);
         if (rc) {
             free(rows);
-            return db_failed(db);
+            return ctl_db_failed(db);
         }
         for (size_t i = 0; i < n; i++) {
             const struct connection *k = &rows[i];
@@ -354,7 +338,7 @@ static int connections_show(struct db *db, struct conf *c, int argc, char **argv
     }
     if (rc) {
         free(k);
-        return db_failed(db);
+        return ctl_db_failed(db);
     }
     p = platform_get(k->platform);
     printf("%-25s %lld\n", "id", k->id);

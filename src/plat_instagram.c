@@ -215,18 +215,14 @@ out:
 int instagram_authorize_url(const struct conf *c, const char *state, const char *redirect_uri,
                             struct buf *out)
 {
+    const char *pairs[] = {
+        "client_id", c->facebook_app_id, "redirect_uri", redirect_uri, "state", state,
+        "scope", c->instagram_scopes, "response_type", "code",
+    };
     int rc = plat_url(out, c->facebook_auth_url, "/%s/dialog/oauth?", c->facebook_graph_version);
 
     if (!rc)
-        rc = plat_form_add(out, "client_id", c->facebook_app_id);
-    if (!rc)
-        rc = plat_form_add(out, "redirect_uri", redirect_uri);
-    if (!rc)
-        rc = plat_form_add(out, "state", state);
-    if (!rc)
-        rc = plat_form_add(out, "scope", c->instagram_scopes);
-    if (!rc)
-        rc = plat_form_add(out, "response_type", "code");
+        rc = plat_form_pairs(out, pairs, sizeof pairs / sizeof *pairs);
     return rc;
 }
 
@@ -250,12 +246,6 @@ static int not_configured(struct plat_error *err)
     return CP_EINVAL;
 }
 
-static int no_memory(struct plat_error *err, const char *what)
-{
-    plat_error_set(err, PLAT_RETRY, 0, "no_memory", "%s: out of memory", what);
-    return CP_ENOMEM;
-}
-
 /*
  * GET /{ver}/oauth/access_token with the query built by the caller after
  * client_id and client_secret (both added here), into tok.
@@ -264,7 +254,6 @@ static int token_call(struct plat_ctx *pc, const char *const *params, size_t npa
                       const char *what, struct plat_tokens *tok, struct plat_error *err)
 {
     const struct conf *c = pc->conf;
-    struct http_response resp;
     struct buf url;
     int rc;
 
@@ -273,21 +262,17 @@ static int token_call(struct plat_ctx *pc, const char *const *params, size_t npa
                   c->facebook_graph_version);
     if (!rc)
         rc = plat_form_add(&url, "client_id", c->facebook_app_id);
-    for (size_t i = 0; i + 1 < nparams && !rc; i += 2)
-        rc = plat_form_add(&url, params[i], params[i + 1]);
+    if (!rc)
+        rc = plat_form_pairs(&url, params, nparams);
     if (!rc)
         rc = plat_form_add(&url, "client_secret", c->facebook_app_secret);
     if (rc) {
         plat_buf_wipe(&url);
-        return no_memory(err, what);
+        return plat_no_memory(err, what);
     }
-    rc = plat_send(pc, &plat_graph_rules, "GET", buf_str(&url), NULL, NULL, NULL, what, &resp,
-                   err);
-    if (!rc) {
-        rc = plat_parse_oauth2_tokens(resp.body.data, resp.body.len, what, tok, NULL, NULL, 0,
-                                      err);
-        plat_response_free(&resp);
-    }
+    rc = plat_token_call(pc, &(struct plat_token_req){
+                             .rules = &plat_graph_rules, .url = buf_str(&url), .what = what },
+                         tok, err);
     plat_buf_wipe(&url);
     return rc;
 }
@@ -311,7 +296,7 @@ static int graph_get(struct plat_ctx *pc, const char *token, const struct buf *u
     buf_init(&auth, PLAT_TOKEN_MAX + 16);
     if (plat_bearer(&auth, token)) {
         plat_buf_wipe(&auth);
-        return no_memory(err, what);
+        return plat_no_memory(err, what);
     }
     rc = plat_send(pc, &plat_graph_rules, "GET", buf_str(url), buf_str(&auth), NULL, NULL, what,
                    resp, err);
@@ -332,7 +317,7 @@ static int find_account(struct plat_ctx *pc, const char *token, struct plat_acco
     buf_init(&url, URL_MAX);
     if (plat_url(&url, c->facebook_graph_url, "/%s/me?fields=id,name",
                  c->facebook_graph_version)) {
-        rc = no_memory(err, "Facebook user lookup");
+        rc = plat_no_memory(err, "Facebook user lookup");
         goto out;
     }
     rc = graph_get(pc, token, &url, "Facebook user lookup", &resp, err);
@@ -355,7 +340,7 @@ static int find_account(struct plat_ctx *pc, const char *token, struct plat_acco
         if (!rc && after[0])
             rc = plat_form_add(&url, "after", after);
         if (rc) {
-            rc = no_memory(err, "Facebook pages lookup");
+            rc = plat_no_memory(err, "Facebook pages lookup");
             goto out;
         }
         rc = graph_get(pc, token, &url, "Facebook pages lookup", &resp, err);
@@ -380,15 +365,11 @@ int instagram_auth_begin(struct plat_ctx *pc, const struct auth_begin_in *in,
     memset(err, 0, sizeof *err);
     if (!instagram_configured(pc->conf))
         return not_configured(err);
-    if (!in->state || !*in->state || strlen(in->state) >= sizeof out->state_key ||
-        !in->redirect_uri || !*in->redirect_uri) {
-        plat_error_set(err, PLAT_FATAL, 0, "bad_request",
-                       "Facebook Login: no state or redirect URI");
+    if (plat_begin_check(in, out, "Facebook Login", err))
         return CP_EINVAL;
-    }
     if (instagram_authorize_url(pc->conf, in->state, in->redirect_uri, &out->url)) {
         buf_free(&out->url);
-        return no_memory(err, "Facebook Login");
+        return plat_no_memory(err, "Facebook Login");
     }
     snprintf(out->state_key, sizeof out->state_key, "%s", in->state);
     return 0;
@@ -406,11 +387,8 @@ int instagram_auth_finish(struct plat_ctx *pc, const struct auth_finish_in *in,
     memset(err, 0, sizeof *err);
     if (!instagram_configured(pc->conf))
         return not_configured(err);
-    if (!in->code || !*in->code) {
-        plat_error_set(err, PLAT_FATAL, 0, "bad_request",
-                       "Facebook code exchange: no authorization code");
+    if (plat_finish_check(in, "Facebook code exchange", err))
         return CP_EINVAL;
-    }
     {
         const char *params[] = { "redirect_uri", in->redirect_uri ? in->redirect_uri : "",
                                  "code", in->code };
@@ -445,11 +423,8 @@ int instagram_refresh(struct plat_ctx *pc, const struct plat_creds *cur, struct 
     memset(err, 0, sizeof *err);
     if (!instagram_configured(pc->conf))
         return not_configured(err);
-    if (cur->kind != AUTH_OAUTH2 || !cur->access_token || !*cur->access_token) {
-        plat_error_set(err, PLAT_REAUTH, 0, "no_access_token",
-                       "%s: there is no access token: reconnect the account", what);
+    if (plat_need_token(cur->kind == AUTH_OAUTH2 ? cur->access_token : NULL, "access", what, err))
         return CP_EINVAL;
-    }
     rc = exchange_long_lived(pc, cur->access_token, what, tok, err);
     if (!rc)
         plat_tokens_set(&tok->refresh_token, NULL);
@@ -461,10 +436,7 @@ int instagram_check(struct plat_ctx *pc, const struct plat_creds *cur, struct pl
 {
     memset(acct, 0, sizeof *acct);
     memset(err, 0, sizeof *err);
-    if (!cur->access_token || !*cur->access_token) {
-        plat_error_set(err, PLAT_REAUTH, 0, "no_access_token",
-                       "Instagram check: there is no access token: reconnect the account");
+    if (plat_need_token(cur->access_token, "access", "Instagram check", err))
         return CP_EINVAL;
-    }
     return find_account(pc, cur->access_token, acct, err);
 }

@@ -149,6 +149,72 @@ void plat_buf_wipe(struct buf *b);
 /* A fresh PKCE verifier into out->verifier and its S256 challenge. */
 int plat_pkce(struct auth_begin_out *out, char challenge[PKCE_CHALLENGE_LEN + 1]);
 
+/* Fill *err as PLAT_RETRY "no_memory" for what.  Returns CP_ENOMEM. */
+int plat_no_memory(struct plat_error *err, const char *what);
+
+/* 0 when token is set; otherwise CP_EINVAL with *err PLAT_REAUTH
+ * "no_<kind>_token" ("what: there is no <kind> token: reconnect the
+ * account"), kind being "access" or "refresh". */
+int plat_need_token(const char *token, const char *kind, const char *what,
+                    struct plat_error *err);
+
+/* plat_form_add for each name, value in pairs[0..npairs). */
+int plat_form_pairs(struct buf *b, const char *const *pairs, size_t npairs);
+
+/* base, '?' unless base has one, then the pairs: an authorize URL.
+ * CP_EINVAL when base is empty. */
+int plat_query_url(struct buf *out, const char *base, const char *const *pairs, size_t npairs);
+
+/* 0 when in has a state that fits out->state_key and a redirect URI;
+ * otherwise CP_EINVAL with *err PLAT_FATAL "bad_request" for what. */
+int plat_begin_check(const struct auth_begin_in *in, const struct auth_begin_out *out,
+                     const char *what, struct plat_error *err);
+
+/* A platform's authorize URL builder (tiktok_authorize_url, ...). */
+typedef int (*plat_authorize_fn)(const struct conf *c, const char *state,
+                                 const char *redirect_uri, const char *challenge,
+                                 struct buf *out);
+
+/* The PKCE end of auth_begin: a verifier into out, the URL build makes
+ * with its challenge, and in->state as out->state_key.  On failure
+ * out->url is freed, the verifier wiped and *err set by plat_no_memory. */
+int plat_begin_pkce(struct plat_ctx *pc, const struct auth_begin_in *in,
+                    struct auth_begin_out *out, plat_authorize_fn build, const char *what,
+                    struct plat_error *err);
+
+/* 0 when in has an authorization code; otherwise CP_EINVAL with *err
+ * PLAT_FATAL "bad_request" for what. */
+int plat_finish_check(const struct auth_finish_in *in, const char *what, struct plat_error *err);
+
+/*
+ * OAuth 2 token request forms.  With id_name (the platform's name for
+ * the client id: "client_id", TikTok's "client_key") the client id and
+ * secret come first; NULL leaves them to the caller.  A code exchange
+ * sends code_verifier always when pkce_required, else when in has one.
+ */
+int plat_code_form(struct buf *form, const char *id_name, const char *client_id,
+                   const char *client_secret, const struct auth_finish_in *in, int pkce_required);
+int plat_refresh_form(struct buf *form, const char *id_name, const char *client_id,
+                      const char *client_secret, const char *refresh_token);
+
+/* An OAuth 2 token request and how to read its answer. */
+struct plat_token_req {
+    const struct plat_rules *rules;
+    const char *url;
+    const char *authorization;        /* NULL = none */
+    const struct buf *form;           /* POSTed form-urlencoded; NULL = GET url */
+    const char *what;                 /* names the call in messages */
+    const char *answer;               /* names the answer in messages; NULL = what */
+    const char *id_key;               /* as plat_parse_oauth2_tokens; NULL = none */
+    char *id;
+    size_t id_cap;
+};
+
+/* Send r and read the token answer into tok (plat_parse_oauth2_tokens).
+ * Returns as plat_call, or the parser's error. */
+int plat_token_call(struct plat_ctx *pc, const struct plat_token_req *r, struct plat_tokens *tok,
+                    struct plat_error *err);
+
 /* Token lengths accepted from platforms; longer is an unexpected response. */
 #define PLAT_TOKEN_MAX 4096
 

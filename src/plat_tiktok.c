@@ -17,6 +17,7 @@
 
 #define URL_MAX 8192
 #define FORM_MAX (16 * 1024)
+#define TOKEN_ANSWER "TikTok token response"
 
 static const struct plat_rule tiktok_rows[] = {
     { 0, 0, "invalid_grant", NULL, PLAT_REAUTH, "the authorization is invalid, used or expired" },
@@ -98,8 +99,7 @@ static void copy_url(char *dst, size_t cap, const char *src)
 int tiktok_parse_tokens(const char *body, size_t len, struct plat_tokens *tok, char *open_id,
                         size_t cap, struct plat_error *err)
 {
-    return plat_parse_oauth2_tokens(body, len, "TikTok token response", tok, "open_id", open_id,
-                                    cap, err);
+    return plat_parse_oauth2_tokens(body, len, TOKEN_ANSWER, tok, "open_id", open_id, cap, err);
 }
 
 int tiktok_parse_user(const char *body, size_t len, struct plat_account *acct,
@@ -185,29 +185,13 @@ out:
 int tiktok_authorize_url(const struct conf *c, const char *state, const char *redirect_uri,
                          const char *challenge, struct buf *out)
 {
-    const char *base = c->tiktok_auth_url;
-    int rc;
+    const char *pairs[] = {
+        "client_key", c->tiktok_client_key, "scope", c->tiktok_scopes,
+        "response_type", "code", "redirect_uri", redirect_uri, "state", state,
+        "code_challenge", challenge, "code_challenge_method", "S256",
+    };
 
-    if (!base || !*base)
-        return CP_EINVAL;
-    rc = buf_adds(out, base);
-    if (!rc && !strchr(base, '?'))
-        rc = buf_addc(out, '?');
-    if (!rc)
-        rc = plat_form_add(out, "client_key", c->tiktok_client_key);
-    if (!rc)
-        rc = plat_form_add(out, "scope", c->tiktok_scopes);
-    if (!rc)
-        rc = plat_form_add(out, "response_type", "code");
-    if (!rc)
-        rc = plat_form_add(out, "redirect_uri", redirect_uri);
-    if (!rc)
-        rc = plat_form_add(out, "state", state);
-    if (!rc)
-        rc = plat_form_add(out, "code_challenge", challenge);
-    if (!rc)
-        rc = plat_form_add(out, "code_challenge_method", "S256");
-    return rc;
+    return plat_query_url(out, c->tiktok_auth_url, pairs, sizeof pairs / sizeof *pairs);
 }
 
 /* ------------------------------------------------------------ calls -- */
@@ -230,31 +214,24 @@ static int not_configured(struct plat_error *err)
     return CP_EINVAL;
 }
 
-static int no_memory(struct plat_error *err, const char *what)
-{
-    plat_error_set(err, PLAT_RETRY, 0, "no_memory", "%s: out of memory", what);
-    return CP_ENOMEM;
-}
-
 /* POST the form to the token endpoint and read the tokens. */
-static int token_call(struct plat_ctx *pc, struct buf *form, const char *what,
-                      struct plat_tokens *tok, char *open_id, size_t cap, struct plat_error *err)
+static int token_call(struct plat_ctx *pc, const struct buf *form, const char *what,
+                      struct plat_tokens *tok, struct plat_error *err)
 {
-    struct http_response resp;
+    char open_id[PLAT_REMOTE_ID_MAX];
     struct buf url;
     int rc;
 
     buf_init(&url, URL_MAX);
     if (plat_url(&url, pc->conf->tiktok_api_url, "/v2/oauth/token/")) {
         buf_free(&url);
-        return no_memory(err, what);
+        return plat_no_memory(err, what);
     }
-    rc = plat_send(pc, &plat_tiktok_rules, "POST", buf_str(&url), NULL,
-                   "application/x-www-form-urlencoded", form, what, &resp, err);
-    if (!rc) {
-        rc = tiktok_parse_tokens(resp.body.data, resp.body.len, tok, open_id, cap, err);
-        plat_response_free(&resp);
-    }
+    rc = plat_token_call(pc, &(struct plat_token_req){
+                             .rules = &plat_tiktok_rules, .url = buf_str(&url), .form = form,
+                             .what = what, .answer = TOKEN_ANSWER, .id_key = "open_id",
+                             .id = open_id, .id_cap = sizeof open_id },
+                         tok, err);
     buf_free(&url);
     return rc;
 }
@@ -277,7 +254,7 @@ static int user_call(struct plat_ctx *pc, const char *access_token, int with_use
     if (plat_url(&url, pc->conf->tiktok_api_url, "/v2/user/info/?fields=%s",
                  with_username ? BASIC_FIELDS ",username" : BASIC_FIELDS) ||
         plat_bearer(&auth, access_token)) {
-        rc = no_memory(err, what);
+        rc = plat_no_memory(err, what);
         goto out;
     }
     rc = plat_send(pc, &plat_tiktok_rules, "GET", buf_str(&url), buf_str(&auth), NULL, NULL,
@@ -340,7 +317,7 @@ static int cookie_call(struct plat_ctx *pc, const char *cookies, struct plat_acc
     buf_init(&cookie, PLAT_COOKIES_MAX);
     rc = tiktok_cookie_header(cookies, &cookie);
     if (rc == CP_ENOMEM) {
-        rc = no_memory(err, what);
+        rc = plat_no_memory(err, what);
         goto out;
     }
     if (rc) {
@@ -349,7 +326,7 @@ static int cookie_call(struct plat_ctx *pc, const char *cookies, struct plat_acc
         goto out;
     }
     if (plat_url(&url, pc->conf->tiktok_web_url, "/passport/web/account/info/")) {
-        rc = no_memory(err, what);
+        rc = plat_no_memory(err, what);
         goto out;
     }
     headers[0].value = buf_str(&cookie);
@@ -370,29 +347,16 @@ out:
 int tiktok_auth_begin(struct plat_ctx *pc, const struct auth_begin_in *in,
                       struct auth_begin_out *out, struct plat_error *err)
 {
-    char challenge[PKCE_CHALLENGE_LEN + 1];
-    int rc;
+    static const char what[] = "TikTok authorize";
 
     memset(out, 0, sizeof *out);
     buf_init(&out->url, URL_MAX);
     memset(err, 0, sizeof *err);
     if (!tiktok_configured(pc->conf))
         return not_configured(err);
-    if (!in->state || !*in->state || strlen(in->state) >= sizeof out->state_key ||
-        !in->redirect_uri || !*in->redirect_uri) {
-        plat_error_set(err, PLAT_FATAL, 0, "bad_request", "TikTok authorize: no state or redirect URI");
+    if (plat_begin_check(in, out, what, err))
         return CP_EINVAL;
-    }
-    rc = plat_pkce(out, challenge);
-    if (!rc)
-        rc = tiktok_authorize_url(pc->conf, in->state, in->redirect_uri, challenge, &out->url);
-    if (rc) {
-        buf_free(&out->url);
-        memset(out->verifier, 0, sizeof out->verifier);
-        return no_memory(err, "TikTok authorize");
-    }
-    snprintf(out->state_key, sizeof out->state_key, "%s", in->state);
-    return 0;
+    return plat_begin_pkce(pc, in, out, tiktok_authorize_url, what, err);
 }
 
 int tiktok_auth_finish(struct plat_ctx *pc, const struct auth_finish_in *in,
@@ -400,7 +364,6 @@ int tiktok_auth_finish(struct plat_ctx *pc, const struct auth_finish_in *in,
 {
     static const char what[] = "TikTok token exchange";
     const struct conf *c = pc->conf;
-    char open_id[PLAT_REMOTE_ID_MAX];
     struct buf form;
     int rc;
 
@@ -409,21 +372,15 @@ int tiktok_auth_finish(struct plat_ctx *pc, const struct auth_finish_in *in,
     memset(err, 0, sizeof *err);
     if (!tiktok_configured(c))
         return not_configured(err);
-    if (!in->code || !*in->code) {
-        plat_error_set(err, PLAT_FATAL, 0, "bad_request", "%s: no authorization code", what);
+    if (plat_finish_check(in, what, err))
         return CP_EINVAL;
-    }
     buf_init(&form, FORM_MAX);
-    if (plat_form_add(&form, "client_key", c->tiktok_client_key) ||
-        plat_form_add(&form, "client_secret", c->tiktok_client_secret) ||
-        plat_form_add(&form, "code", in->code) ||
-        plat_form_add(&form, "grant_type", "authorization_code") ||
-        plat_form_add(&form, "redirect_uri", in->redirect_uri ? in->redirect_uri : "") ||
-        (in->verifier && *in->verifier && plat_form_add(&form, "code_verifier", in->verifier))) {
+    if (plat_code_form(&form, "client_key", c->tiktok_client_key, c->tiktok_client_secret, in,
+                       0)) {
         plat_buf_wipe(&form);
-        return no_memory(err, what);
+        return plat_no_memory(err, what);
     }
-    rc = token_call(pc, &form, what, tok, open_id, sizeof open_id, err);
+    rc = token_call(pc, &form, what, tok, err);
     plat_buf_wipe(&form);
     if (rc)
         return rc;
@@ -440,7 +397,6 @@ int tiktok_refresh(struct plat_ctx *pc, const struct plat_creds *cur, struct pla
 {
     static const char what[] = "TikTok token refresh";
     const struct conf *c = pc->conf;
-    char open_id[PLAT_REMOTE_ID_MAX];
     struct buf form;
     int rc;
 
@@ -453,20 +409,15 @@ int tiktok_refresh(struct plat_ctx *pc, const struct plat_creds *cur, struct pla
     }
     if (!tiktok_configured(c))
         return not_configured(err);
-    if (!cur->refresh_token || !*cur->refresh_token) {
-        plat_error_set(err, PLAT_REAUTH, 0, "no_refresh_token",
-                       "%s: there is no refresh token: reconnect the account", what);
+    if (plat_need_token(cur->refresh_token, "refresh", what, err))
         return CP_EINVAL;
-    }
     buf_init(&form, FORM_MAX);
-    if (plat_form_add(&form, "client_key", c->tiktok_client_key) ||
-        plat_form_add(&form, "client_secret", c->tiktok_client_secret) ||
-        plat_form_add(&form, "grant_type", "refresh_token") ||
-        plat_form_add(&form, "refresh_token", cur->refresh_token)) {
+    if (plat_refresh_form(&form, "client_key", c->tiktok_client_key, c->tiktok_client_secret,
+                          cur->refresh_token)) {
         plat_buf_wipe(&form);
-        return no_memory(err, what);
+        return plat_no_memory(err, what);
     }
-    rc = token_call(pc, &form, what, tok, open_id, sizeof open_id, err);
+    rc = token_call(pc, &form, what, tok, err);
     plat_buf_wipe(&form);
     return rc;
 }
@@ -478,10 +429,7 @@ int tiktok_check(struct plat_ctx *pc, const struct plat_creds *cur, struct plat_
     memset(err, 0, sizeof *err);
     if (cur->kind == AUTH_COOKIE)
         return cookie_call(pc, cur->cookies, acct, err);
-    if (!cur->access_token || !*cur->access_token) {
-        plat_error_set(err, PLAT_REAUTH, 0, "no_access_token",
-                       "TikTok user info: there is no access token: reconnect the account");
+    if (plat_need_token(cur->access_token, "access", "TikTok user info", err))
         return CP_EINVAL;
-    }
     return user_info(pc, cur->access_token, NULL, acct, err);
 }

@@ -25,6 +25,7 @@
 #define FORM_MAX (16 * 1024)
 #define HEADER_MAX (8 * 1024)
 #define PAIR_MAX 1024                 /* client_id:client_secret */
+#define TOKEN_ANSWER "X token response"
 
 static const struct plat_rule x_rows[] = {
     { 0, 0, "32", NULL, PLAT_REAUTH, "X could not authenticate the request" },
@@ -204,7 +205,7 @@ out:
 int x_parse_oauth2_tokens(const char *body, size_t len, struct plat_tokens *tok,
                           struct plat_error *err)
 {
-    return plat_parse_oauth2_tokens(body, len, "X token response", tok, NULL, NULL, 0, err);
+    return plat_parse_oauth2_tokens(body, len, TOKEN_ANSWER, tok, NULL, NULL, 0, err);
 }
 
 int x_parse_user(const char *body, size_t len, struct plat_account *acct,
@@ -238,29 +239,13 @@ out:
 int x_authorize_url(const struct conf *c, const char *state, const char *redirect_uri,
                     const char *challenge, struct buf *out)
 {
-    const char *base = c->x_oauth2_auth_url;
-    int rc;
+    const char *pairs[] = {
+        "response_type", "code", "client_id", c->x_client_id, "redirect_uri", redirect_uri,
+        "scope", c->x_scopes, "state", state,
+        "code_challenge", challenge, "code_challenge_method", "S256",
+    };
 
-    if (!base || !*base)
-        return CP_EINVAL;
-    rc = buf_adds(out, base);
-    if (!rc && !strchr(base, '?'))
-        rc = buf_addc(out, '?');
-    if (!rc)
-        rc = plat_form_add(out, "response_type", "code");
-    if (!rc)
-        rc = plat_form_add(out, "client_id", c->x_client_id);
-    if (!rc)
-        rc = plat_form_add(out, "redirect_uri", redirect_uri);
-    if (!rc)
-        rc = plat_form_add(out, "scope", c->x_scopes);
-    if (!rc)
-        rc = plat_form_add(out, "state", state);
-    if (!rc)
-        rc = plat_form_add(out, "code_challenge", challenge);
-    if (!rc)
-        rc = plat_form_add(out, "code_challenge_method", "S256");
-    return rc;
+    return plat_query_url(out, c->x_oauth2_auth_url, pairs, sizeof pairs / sizeof *pairs);
 }
 
 /* ------------------------------------------------------------ calls -- */
@@ -299,12 +284,6 @@ static int not_configured(struct plat_error *err, int oauth2)
                    oauth2 ? "X: the OAuth 2 client id is not configured"
                           : "X: the consumer key and secret are not configured");
     return CP_EINVAL;
-}
-
-static int no_memory(struct plat_error *err, const char *what)
-{
-    plat_error_set(err, PLAT_RETRY, 0, "no_memory", "%s: out of memory", what);
-    return CP_ENOMEM;
 }
 
 /* A request signed with OAuth 1.0a (no body parameters). */
@@ -354,14 +333,14 @@ static int user_call(struct plat_ctx *pc, const char *token, const char *token_s
     buf_init(&url, URL_MAX);
     buf_init(&auth, PLAT_TOKEN_MAX + 16);
     if (users_me_url(pc->conf, &url)) {
-        rc = no_memory(err, what);
+        rc = plat_no_memory(err, what);
         goto out;
     }
     if (token_secret) {
         rc = signed_call(pc, "GET", buf_str(&url), token, token_secret, NULL, NULL, what, &resp,
                          err);
     } else if (plat_bearer(&auth, token)) {
-        rc = no_memory(err, what);
+        rc = plat_no_memory(err, what);
         goto out;
     } else {
         rc = plat_send(pc, &plat_x_rules, "GET", buf_str(&url), buf_str(&auth), NULL, NULL, what,
@@ -383,7 +362,6 @@ static int oauth2_token_call(struct plat_ctx *pc, struct buf *form, const char *
                              struct plat_tokens *tok, struct plat_error *err)
 {
     const struct conf *c = pc->conf;
-    struct http_response resp;
     struct buf url, pair, auth;
     int rc = 0;
 
@@ -405,15 +383,14 @@ static int oauth2_token_call(struct plat_ctx *pc, struct buf *form, const char *
     if (!rc)
         rc = plat_url(&url, c->x_api_url, "/2/oauth2/token");
     if (rc) {
-        rc = no_memory(err, what);
+        rc = plat_no_memory(err, what);
         goto out;
     }
-    rc = plat_send(pc, &plat_x_rules, "POST", buf_str(&url), auth.len ? buf_str(&auth) : NULL,
-                   "application/x-www-form-urlencoded", form, what, &resp, err);
-    if (!rc) {
-        rc = x_parse_oauth2_tokens(resp.body.data, resp.body.len, tok, err);
-        plat_response_free(&resp);
-    }
+    rc = plat_token_call(pc, &(struct plat_token_req){
+                             .rules = &plat_x_rules, .url = buf_str(&url),
+                             .authorization = auth.len ? buf_str(&auth) : NULL, .form = form,
+                             .what = what, .answer = TOKEN_ANSWER },
+                         tok, err);
 out:
     plat_buf_wipe(&pair);
     plat_buf_wipe(&auth);
@@ -432,7 +409,7 @@ static int begin_oauth1(struct plat_ctx *pc, const struct auth_begin_in *in,
     buf_init(&url, URL_MAX);
     if (plat_url(&url, pc->conf->x_api_url, "/oauth/request_token")) {
         buf_free(&url);
-        return no_memory(err, what);
+        return plat_no_memory(err, what);
     }
     rc = signed_call(pc, "POST", buf_str(&url), NULL, NULL, in->redirect_uri, NULL, what, &resp,
                      err);
@@ -449,7 +426,7 @@ static int begin_oauth1(struct plat_ctx *pc, const struct auth_begin_in *in,
         plat_form_add(&out->url, "oauth_token", out->state_key)) {
         memset(out->state_key, 0, sizeof out->state_key);
         OPENSSL_cleanse(out->request_secret, sizeof out->request_secret);
-        return no_memory(err, what);
+        return plat_no_memory(err, what);
     }
     return 0;
 }
@@ -458,7 +435,6 @@ int x_auth_begin(struct plat_ctx *pc, const struct auth_begin_in *in,
                  struct auth_begin_out *out, struct plat_error *err)
 {
     const struct conf *c = pc->conf;
-    char challenge[PKCE_CHALLENGE_LEN + 1];
     int rc;
 
     memset(out, 0, sizeof *out);
@@ -477,16 +453,7 @@ int x_auth_begin(struct plat_ctx *pc, const struct auth_begin_in *in,
             buf_free(&out->url);
         return rc;
     }
-    rc = plat_pkce(out, challenge);
-    if (!rc)
-        rc = x_authorize_url(c, in->state, in->redirect_uri, challenge, &out->url);
-    if (rc) {
-        buf_free(&out->url);
-        memset(out->verifier, 0, sizeof out->verifier);
-        return no_memory(err, "X authorize");
-    }
-    snprintf(out->state_key, sizeof out->state_key, "%s", in->state);
-    return 0;
+    return plat_begin_pkce(pc, in, out, x_authorize_url, "X authorize", err);
 }
 
 static int finish_oauth1(struct plat_ctx *pc, const struct auth_finish_in *in,
@@ -508,7 +475,7 @@ static int finish_oauth1(struct plat_ctx *pc, const struct auth_finish_in *in,
     buf_init(&url, URL_MAX);
     if (plat_url(&url, pc->conf->x_api_url, "/oauth/access_token")) {
         buf_free(&url);
-        return no_memory(err, what);
+        return plat_no_memory(err, what);
     }
     rc = signed_call(pc, "POST", buf_str(&url), in->oauth_token,
                      in->request_secret ? in->request_secret : "", NULL, in->oauth_verifier,
@@ -546,12 +513,9 @@ static int finish_oauth2(struct plat_ctx *pc, const struct auth_finish_in *in,
     if (!oauth2_configured(pc->conf))
         return not_configured(err, 1);
     buf_init(&form, FORM_MAX);
-    if (plat_form_add(&form, "code", in->code) ||
-        plat_form_add(&form, "grant_type", "authorization_code") ||
-        plat_form_add(&form, "redirect_uri", in->redirect_uri ? in->redirect_uri : "") ||
-        plat_form_add(&form, "code_verifier", in->verifier ? in->verifier : "")) {
+    if (plat_code_form(&form, NULL, NULL, NULL, in, 1)) {
         plat_buf_wipe(&form);
-        return no_memory(err, what);
+        return plat_no_memory(err, what);
     }
     rc = oauth2_token_call(pc, &form, what, tok, err);
     plat_buf_wipe(&form);
@@ -593,16 +557,12 @@ int x_refresh(struct plat_ctx *pc, const struct plat_creds *cur, struct plat_tok
     }
     if (!oauth2_configured(pc->conf))
         return not_configured(err, 1);
-    if (!cur->refresh_token || !*cur->refresh_token) {
-        plat_error_set(err, PLAT_REAUTH, 0, "no_refresh_token",
-                       "%s: there is no refresh token: reconnect the account", what);
+    if (plat_need_token(cur->refresh_token, "refresh", what, err))
         return CP_EINVAL;
-    }
     buf_init(&form, FORM_MAX);
-    if (plat_form_add(&form, "grant_type", "refresh_token") ||
-        plat_form_add(&form, "refresh_token", cur->refresh_token)) {
+    if (plat_refresh_form(&form, NULL, NULL, NULL, cur->refresh_token)) {
         plat_buf_wipe(&form);
-        return no_memory(err, what);
+        return plat_no_memory(err, what);
     }
     rc = oauth2_token_call(pc, &form, what, tok, err);
     plat_buf_wipe(&form);

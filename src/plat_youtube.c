@@ -140,35 +140,14 @@ out:
 int youtube_authorize_url(const struct conf *c, const char *state, const char *redirect_uri,
                           const char *challenge, struct buf *out)
 {
-    const char *base = c->google_auth_url;
-    int rc;
+    const char *pairs[] = {
+        "client_id", c->google_client_id, "redirect_uri", redirect_uri,
+        "response_type", "code", "scope", c->youtube_scopes, "access_type", "offline",
+        "prompt", "consent", "include_granted_scopes", "true", "state", state,
+        "code_challenge", challenge, "code_challenge_method", "S256",
+    };
 
-    if (!base || !*base)
-        return CP_EINVAL;
-    rc = buf_adds(out, base);
-    if (!rc && !strchr(base, '?'))
-        rc = buf_addc(out, '?');
-    if (!rc)
-        rc = plat_form_add(out, "client_id", c->google_client_id);
-    if (!rc)
-        rc = plat_form_add(out, "redirect_uri", redirect_uri);
-    if (!rc)
-        rc = plat_form_add(out, "response_type", "code");
-    if (!rc)
-        rc = plat_form_add(out, "scope", c->youtube_scopes);
-    if (!rc)
-        rc = plat_form_add(out, "access_type", "offline");
-    if (!rc)
-        rc = plat_form_add(out, "prompt", "consent");
-    if (!rc)
-        rc = plat_form_add(out, "include_granted_scopes", "true");
-    if (!rc)
-        rc = plat_form_add(out, "state", state);
-    if (!rc)
-        rc = plat_form_add(out, "code_challenge", challenge);
-    if (!rc)
-        rc = plat_form_add(out, "code_challenge_method", "S256");
-    return rc;
+    return plat_query_url(out, c->google_auth_url, pairs, sizeof pairs / sizeof *pairs);
 }
 
 /* ------------------------------------------------------------ calls -- */
@@ -191,28 +170,15 @@ static int not_configured(struct plat_error *err)
     return CP_EINVAL;
 }
 
-static int no_memory(struct plat_error *err, const char *what)
-{
-    plat_error_set(err, PLAT_RETRY, 0, "no_memory", "%s: out of memory", what);
-    return CP_ENOMEM;
-}
-
 static int token_call(struct plat_ctx *pc, const struct buf *form, const char *what,
                       struct plat_tokens *tok, struct plat_error *err)
 {
-    struct http_response resp;
-    int rc;
-
     if (!pc->conf->google_token_url || !*pc->conf->google_token_url)
         return not_configured(err);
-    rc = plat_send(pc, &plat_google_rules, "POST", pc->conf->google_token_url, NULL,
-                   "application/x-www-form-urlencoded", form, what, &resp, err);
-    if (!rc) {
-        rc = plat_parse_oauth2_tokens(resp.body.data, resp.body.len, what, tok, NULL, NULL, 0,
-                                      err);
-        plat_response_free(&resp);
-    }
-    return rc;
+    return plat_token_call(pc, &(struct plat_token_req){
+                               .rules = &plat_google_rules, .url = pc->conf->google_token_url,
+                               .form = form, .what = what },
+                           tok, err);
 }
 
 static int channel_call(struct plat_ctx *pc, const char *token, struct plat_account *acct,
@@ -227,7 +193,7 @@ static int channel_call(struct plat_ctx *pc, const char *token, struct plat_acco
     buf_init(&auth, PLAT_TOKEN_MAX + 16);
     if (plat_url(&url, pc->conf->youtube_api_url, "/youtube/v3/channels?part=snippet&mine=true") ||
         plat_bearer(&auth, token)) {
-        rc = no_memory(err, what);
+        rc = plat_no_memory(err, what);
         goto out;
     }
     rc = plat_send(pc, &plat_google_rules, "GET", buf_str(&url), buf_str(&auth), NULL, NULL,
@@ -245,29 +211,16 @@ out:
 int youtube_auth_begin(struct plat_ctx *pc, const struct auth_begin_in *in,
                        struct auth_begin_out *out, struct plat_error *err)
 {
-    char challenge[PKCE_CHALLENGE_LEN + 1];
-    int rc;
+    static const char what[] = "Google authorize";
 
     memset(out, 0, sizeof *out);
     buf_init(&out->url, URL_MAX);
     memset(err, 0, sizeof *err);
     if (!youtube_configured(pc->conf))
         return not_configured(err);
-    if (!in->state || !*in->state || strlen(in->state) >= sizeof out->state_key ||
-        !in->redirect_uri || !*in->redirect_uri) {
-        plat_error_set(err, PLAT_FATAL, 0, "bad_request", "Google authorize: no state or redirect URI");
+    if (plat_begin_check(in, out, what, err))
         return CP_EINVAL;
-    }
-    rc = plat_pkce(out, challenge);
-    if (!rc)
-        rc = youtube_authorize_url(pc->conf, in->state, in->redirect_uri, challenge, &out->url);
-    if (rc) {
-        buf_free(&out->url);
-        memset(out->verifier, 0, sizeof out->verifier);
-        return no_memory(err, "Google authorize");
-    }
-    snprintf(out->state_key, sizeof out->state_key, "%s", in->state);
-    return 0;
+    return plat_begin_pkce(pc, in, out, youtube_authorize_url, what, err);
 }
 
 int youtube_auth_finish(struct plat_ctx *pc, const struct auth_finish_in *in,
@@ -284,19 +237,12 @@ int youtube_auth_finish(struct plat_ctx *pc, const struct auth_finish_in *in,
     memset(err, 0, sizeof *err);
     if (!youtube_configured(c))
         return not_configured(err);
-    if (!in->code || !*in->code) {
-        plat_error_set(err, PLAT_FATAL, 0, "bad_request", "%s: no authorization code", what);
+    if (plat_finish_check(in, what, err))
         return CP_EINVAL;
-    }
     buf_init(&form, FORM_MAX);
-    if (plat_form_add(&form, "code", in->code) ||
-        plat_form_add(&form, "client_id", c->google_client_id) ||
-        plat_form_add(&form, "client_secret", c->google_client_secret) ||
-        plat_form_add(&form, "redirect_uri", in->redirect_uri ? in->redirect_uri : "") ||
-        plat_form_add(&form, "grant_type", "authorization_code") ||
-        (in->verifier && *in->verifier && plat_form_add(&form, "code_verifier", in->verifier))) {
+    if (plat_code_form(&form, "client_id", c->google_client_id, c->google_client_secret, in, 0)) {
         plat_buf_wipe(&form);
-        return no_memory(err, what);
+        return plat_no_memory(err, what);
     }
     rc = token_call(pc, &form, what, tok, err);
     plat_buf_wipe(&form);
@@ -320,18 +266,14 @@ int youtube_refresh(struct plat_ctx *pc, const struct plat_creds *cur, struct pl
     memset(err, 0, sizeof *err);
     if (!youtube_configured(c))
         return not_configured(err);
-    if (cur->kind != AUTH_OAUTH2 || !cur->refresh_token || !*cur->refresh_token) {
-        plat_error_set(err, PLAT_REAUTH, 0, "no_refresh_token",
-                       "%s: there is no refresh token: reconnect the account", what);
+    if (plat_need_token(cur->kind == AUTH_OAUTH2 ? cur->refresh_token : NULL, "refresh", what,
+                        err))
         return CP_EINVAL;
-    }
     buf_init(&form, FORM_MAX);
-    if (plat_form_add(&form, "client_id", c->google_client_id) ||
-        plat_form_add(&form, "client_secret", c->google_client_secret) ||
-        plat_form_add(&form, "grant_type", "refresh_token") ||
-        plat_form_add(&form, "refresh_token", cur->refresh_token)) {
+    if (plat_refresh_form(&form, "client_id", c->google_client_id, c->google_client_secret,
+                          cur->refresh_token)) {
         plat_buf_wipe(&form);
-        return no_memory(err, what);
+        return plat_no_memory(err, what);
     }
     rc = token_call(pc, &form, what, tok, err);
     plat_buf_wipe(&form);
@@ -343,10 +285,7 @@ int youtube_check(struct plat_ctx *pc, const struct plat_creds *cur, struct plat
 {
     memset(acct, 0, sizeof *acct);
     memset(err, 0, sizeof *err);
-    if (!cur->access_token || !*cur->access_token) {
-        plat_error_set(err, PLAT_REAUTH, 0, "no_access_token",
-                       "YouTube check: there is no access token: reconnect the account");
+    if (plat_need_token(cur->access_token, "access", "YouTube check", err))
         return CP_EINVAL;
-    }
     return channel_call(pc, cur->access_token, acct, err);
 }

@@ -654,6 +654,138 @@ int plat_pkce(struct auth_begin_out *out, char challenge[PKCE_CHALLENGE_LEN + 1]
     return rc;
 }
 
+int plat_no_memory(struct plat_error *err, const char *what)
+{
+    plat_error_set(err, PLAT_RETRY, 0, "no_memory", "%s: out of memory", what);
+    return CP_ENOMEM;
+}
+
+int plat_need_token(const char *token, const char *kind, const char *what,
+                    struct plat_error *err)
+{
+    char code[PLAT_CODE_MAX];
+
+    if (token && *token)
+        return 0;
+    snprintf(code, sizeof code, "no_%s_token", kind);
+    plat_error_set(err, PLAT_REAUTH, 0, code,
+                   "%s: there is no %s token: reconnect the account", what, kind);
+    return CP_EINVAL;
+}
+
+int plat_form_pairs(struct buf *b, const char *const *pairs, size_t npairs)
+{
+    int rc = 0;
+
+    for (size_t i = 0; i + 1 < npairs && !rc; i += 2)
+        rc = plat_form_add(b, pairs[i], pairs[i + 1]);
+    return rc;
+}
+
+int plat_query_url(struct buf *out, const char *base, const char *const *pairs, size_t npairs)
+{
+    int rc;
+
+    if (!base || !*base)
+        return CP_EINVAL;
+    rc = buf_adds(out, base);
+    if (!rc && !strchr(base, '?'))
+        rc = buf_addc(out, '?');
+    if (!rc)
+        rc = plat_form_pairs(out, pairs, npairs);
+    return rc;
+}
+
+int plat_begin_check(const struct auth_begin_in *in, const struct auth_begin_out *out,
+                     const char *what, struct plat_error *err)
+{
+    if (in->state && *in->state && strlen(in->state) < sizeof out->state_key &&
+        in->redirect_uri && *in->redirect_uri)
+        return 0;
+    plat_error_set(err, PLAT_FATAL, 0, "bad_request", "%s: no state or redirect URI", what);
+    return CP_EINVAL;
+}
+
+int plat_begin_pkce(struct plat_ctx *pc, const struct auth_begin_in *in,
+                    struct auth_begin_out *out, plat_authorize_fn build, const char *what,
+                    struct plat_error *err)
+{
+    char challenge[PKCE_CHALLENGE_LEN + 1];
+    int rc = plat_pkce(out, challenge);
+
+    if (!rc)
+        rc = build(pc->conf, in->state, in->redirect_uri, challenge, &out->url);
+    if (rc) {
+        buf_free(&out->url);
+        memset(out->verifier, 0, sizeof out->verifier);
+        return plat_no_memory(err, what);
+    }
+    snprintf(out->state_key, sizeof out->state_key, "%s", in->state);
+    return 0;
+}
+
+int plat_finish_check(const struct auth_finish_in *in, const char *what, struct plat_error *err)
+{
+    if (in->code && *in->code)
+        return 0;
+    plat_error_set(err, PLAT_FATAL, 0, "bad_request", "%s: no authorization code", what);
+    return CP_EINVAL;
+}
+
+/* The client's credentials, when the platform wants them in the form. */
+static int form_client(struct buf *form, const char *id_name, const char *client_id,
+                       const char *client_secret)
+{
+    const char *pairs[] = { id_name, client_id, "client_secret", client_secret };
+
+    return id_name ? plat_form_pairs(form, pairs, 4) : 0;
+}
+
+int plat_code_form(struct buf *form, const char *id_name, const char *client_id,
+                   const char *client_secret, const struct auth_finish_in *in, int pkce_required)
+{
+    const char *pairs[] = {
+        "code", in->code, "grant_type", "authorization_code",
+        "redirect_uri", in->redirect_uri ? in->redirect_uri : "",
+    };
+    int rc = form_client(form, id_name, client_id, client_secret);
+
+    if (!rc)
+        rc = plat_form_pairs(form, pairs, sizeof pairs / sizeof *pairs);
+    if (!rc && (pkce_required || (in->verifier && *in->verifier)))
+        rc = plat_form_add(form, "code_verifier", in->verifier ? in->verifier : "");
+    return rc;
+}
+
+int plat_refresh_form(struct buf *form, const char *id_name, const char *client_id,
+                      const char *client_secret, const char *refresh_token)
+{
+    const char *pairs[] = { "grant_type", "refresh_token", "refresh_token", refresh_token };
+    int rc = form_client(form, id_name, client_id, client_secret);
+
+    if (!rc)
+        rc = plat_form_pairs(form, pairs, 4);
+    return rc;
+}
+
+int plat_token_call(struct plat_ctx *pc, const struct plat_token_req *r, struct plat_tokens *tok,
+                    struct plat_error *err)
+{
+    struct http_response resp;
+    int rc;
+
+    rc = plat_send(pc, r->rules, r->form ? "POST" : "GET", r->url, r->authorization,
+                   r->form ? "application/x-www-form-urlencoded" : NULL, r->form, r->what, &resp,
+                   err);
+    if (!rc) {
+        rc = plat_parse_oauth2_tokens(resp.body.data, resp.body.len,
+                                      r->answer ? r->answer : r->what, tok, r->id_key, r->id,
+                                      r->id_cap, err);
+        plat_response_free(&resp);
+    }
+    return rc;
+}
+
 static int set_token(char **slot, const char *value, const char *what, const char *name,
                      struct plat_error *err)
 {

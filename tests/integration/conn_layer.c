@@ -61,43 +61,16 @@ struct fixture {
 
 /* ------------------------------------------------------------ helpers -- */
 
-static void exec_ok(struct db *db, const char *sql, const struct db_param *p, size_t n)
-{
-    int rc = db_exec(db, sql, p, n, NULL, NULL);
-
-    if (rc)
-        fail_msg("%s: %s (%s)", sql, cp_strerror(rc), db_error(db));
-}
-
-static long long query_i64(struct db *db, const char *sql, const struct db_param *p, size_t n)
-{
-    struct db_result *r = NULL;
-    long long v = 0;
-    int rc;
-
-    rc = db_query(db, sql, p, n, &r);
-    if (rc)
-        fail_msg("%s: %s (%s)", sql, cp_strerror(rc), db_error(db));
-    if (db_result_rows(r) != 1)
-        fail_msg("%s: %zu rows", sql, db_result_rows(r));
-    rc = db_result_i64(r, 0, 0, &v);
-    db_result_free(r);
-    if (rc == CP_ENOTFOUND)
-        return -1;                           /* NULL */
-    assert_int_equal(rc, 0);
-    return v;
-}
-
 static long long conn_i64(struct db *db, const char *sql, long long id)
 {
     struct db_param p[] = { DB_I64(id) };
 
-    return query_i64(db, sql, p, 1);
+    return stackdb_i64(db, sql, p, 1);
 }
 
 static long long db_now(struct db *db)
 {
-    return query_i64(db, "SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)", NULL, 0);
+    return stackdb_i64(db, "SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)", NULL, 0);
 }
 
 /* The raw bytes of a sealed column of connection id (column is one of
@@ -441,7 +414,7 @@ static void test_sealed_columns_are_ciphertext(void **state)
     assert_int_equal(conn_i64(fx->db, "SELECT secrets_key_id FROM connections WHERE id = ?", id),
                      secretbox_current_id(fx->sb));
     /* Nor does the view show anything sealed. */
-    assert_int_equal(query_i64(fx->db, "SELECT COUNT(*) FROM information_schema.columns WHERE"
+    assert_int_equal(stackdb_i64(fx->db, "SELECT COUNT(*) FROM information_schema.columns WHERE"
                                        " table_schema = DATABASE() AND table_name = 'connection_status'"
                                        " AND column_name IN ('access_token', 'refresh_token',"
                                        " 'token_secret', 'cookies')", NULL, 0), 0);
@@ -464,12 +437,12 @@ static void test_moved_sealed_value_does_not_open(void **state)
     raw_column(fx->db, a, "access_token", &raw);
     {
         struct db_param p[] = { DB_BYTES(raw.data, raw.len), DB_I64(same_owner) };
-        exec_ok(fx->db, "UPDATE connections SET access_token = ? WHERE id = ?", p, 2);
+        stackdb_exec(fx->db, "UPDATE connections SET access_token = ? WHERE id = ?", p, 2);
         p[1] = DB_I64(other_owner);
-        exec_ok(fx->db, "UPDATE connections SET access_token = ? WHERE id = ?", p, 2);
+        stackdb_exec(fx->db, "UPDATE connections SET access_token = ? WHERE id = ?", p, 2);
         /* Into another column of its own row. */
         p[1] = DB_I64(a);
-        exec_ok(fx->db, "UPDATE connections SET refresh_token = ? WHERE id = ?", p, 2);
+        stackdb_exec(fx->db, "UPDATE connections SET refresh_token = ? WHERE id = ?", p, 2);
     }
     assert_int_equal(conn_open_secrets(fx->db, fx->sb, same_owner, &c, &s), CP_EINVAL);
     assert_int_equal(s.access_token.len, 0);
@@ -482,13 +455,13 @@ static void test_moved_sealed_value_does_not_open(void **state)
         struct db_param p[] = { DB_I64(fx->bob), DB_I64(same_owner) };
 
         tiktok(fx, fx->alice, "zz-move-b", "act.mine", "rft.mine", NULL);
-        exec_ok(fx->db, "UPDATE connections SET user_id = ? WHERE id = ?", p, 2);
+        stackdb_exec(fx->db, "UPDATE connections SET user_id = ? WHERE id = ?", p, 2);
         assert_int_equal(conn_open_secrets(fx->db, fx->sb, same_owner, &c, &s), CP_EINVAL);
     }
     /* Rows that do not open must not stay for rotate-key. */
     {
         struct db_param p[] = { DB_I64(a), DB_I64(same_owner), DB_I64(other_owner) };
-        exec_ok(fx->db, "DELETE FROM connections WHERE id IN (?, ?, ?)", p, 3);
+        stackdb_exec(fx->db, "DELETE FROM connections WHERE id IN (?, ?, ?)", p, 3);
     }
     conn_secrets_clear(&s);
     buf_free(&raw);
@@ -587,7 +560,7 @@ static void test_needs_reauth_alerts_once(void **state)
     size_t n = 0;
 
     id = tiktok(fx, fx->alice, "zz-revoked", "act", "rft", NULL);
-    exec_ok(fx->db, "UPDATE connections SET refresh_due_at = NOW(3) - INTERVAL 1 MINUTE WHERE id = ?",
+    stackdb_exec(fx->db, "UPDATE connections SET refresh_due_at = NOW(3) - INTERVAL 1 MINUTE WHERE id = ?",
             (struct db_param[]){ DB_I64(id) }, 1);
     assert_int_equal(conn_mark_needs_reauth(fx->db, id, "invalid_grant: Refresh token is invalid"), 0);
     assert_int_equal(conn_get(fx->db, stack_conf, NULL, id, &c), 0);
@@ -646,10 +619,10 @@ static void test_due_order(void **state)
 
         ids[i] = tiktok(fx, fx->alice, rows[i].remote, "act", "rft", NULL);
         p[1] = DB_I64(ids[i]);
-        exec_ok(fx->db, "UPDATE connections SET refresh_due_at = NOW(3) - INTERVAL ? MICROSECOND WHERE id = ?",
+        stackdb_exec(fx->db, "UPDATE connections SET refresh_due_at = NOW(3) - INTERVAL ? MICROSECOND WHERE id = ?",
                 p, 2);
         if (rows[i].tweak)
-            exec_ok(fx->db, rows[i].tweak, &p[1], 1);
+            stackdb_exec(fx->db, rows[i].tweak, &p[1], 1);
     }
     /* Oldest due first: a (90 min), b (30), c (10, in error); not the
      * future one, the disabled one, the one needing reconnection, nor the
@@ -757,7 +730,7 @@ static void test_list_scope_and_update(void **state)
     f = (struct conn_filter){ .limit = 10, .have_status = 1, .status = CONN_DISABLED };
     assert_int_equal(conn_list(fx->db, stack_conf, &alice, &f, rows, &n, &more), 0);
     assert_true(n == 1 && rows[0].id == a[1]);
-    exec_ok(fx->db, "UPDATE connections SET refresh_expires_at = NOW(3) + INTERVAL 1 DAY WHERE id = ?",
+    stackdb_exec(fx->db, "UPDATE connections SET refresh_expires_at = NOW(3) + INTERVAL 1 DAY WHERE id = ?",
             (struct db_param[]){ DB_I64(a[2]) }, 1);
     f.status = CONN_EXPIRING;
     assert_int_equal(conn_list(fx->db, stack_conf, &alice, &f, rows, &n, &more), 0);
@@ -817,26 +790,26 @@ static void test_plan_enqueues_due(void **state)
 
     due_id = tiktok(fx, fx->bob, "zz-plan-due", "act", "rft", NULL);
     later_id = tiktok(fx, fx->bob, "zz-plan-later", "act", "rft", NULL);
-    exec_ok(fx->db, "UPDATE connections SET refresh_due_at = NOW(3) - INTERVAL 1 SECOND WHERE id = ?",
+    stackdb_exec(fx->db, "UPDATE connections SET refresh_due_at = NOW(3) - INTERVAL 1 SECOND WHERE id = ?",
             (struct db_param[]){ DB_I64(due_id) }, 1);
     assert_int_equal(run_task(fx->db, task_connections_plan, "connections.plan", "{}", 1, &ctx), TASK_OK);
     snprintf(key, sizeof key, "connection.refresh:%lld", due_id);
     {
         struct db_param p[] = { DB_STR(key), DB_I64(fx->bob) };
 
-        assert_int_equal(query_i64(fx->db, "SELECT COUNT(*) FROM jobs WHERE unique_key = ? AND kind ="
+        assert_int_equal(stackdb_i64(fx->db, "SELECT COUNT(*) FROM jobs WHERE unique_key = ? AND kind ="
                                            " 'connection.refresh' AND state = 'ready' AND user_id = ?",
                                    p, 2), 1);
-        assert_int_equal(query_i64(fx->db, "SELECT JSON_VALUE(payload, '$.connection_id') FROM jobs"
+        assert_int_equal(stackdb_i64(fx->db, "SELECT JSON_VALUE(payload, '$.connection_id') FROM jobs"
                                            " WHERE unique_key = ?", p, 1), due_id);
     }
     snprintf(key, sizeof key, "connection.refresh:%lld", later_id);
-    assert_int_equal(query_i64(fx->db, "SELECT COUNT(*) FROM jobs WHERE unique_key = ?",
+    assert_int_equal(stackdb_i64(fx->db, "SELECT COUNT(*) FROM jobs WHERE unique_key = ?",
                                (struct db_param[]){ DB_STR(key) }, 1), 0);
     /* Planned again while its job waits: no second job. */
     assert_int_equal(run_task(fx->db, task_connections_plan, "connections.plan", "{}", 1, &ctx), TASK_OK);
     snprintf(key, sizeof key, "connection.refresh:%lld", due_id);
-    assert_int_equal(query_i64(fx->db, "SELECT COUNT(*) FROM jobs WHERE unique_key = ?",
+    assert_int_equal(stackdb_i64(fx->db, "SELECT COUNT(*) FROM jobs WHERE unique_key = ?",
                                (struct db_param[]){ DB_STR(key) }, 1), 1);
 }
 
@@ -944,7 +917,7 @@ static void test_reseal_after_key_added(void **state)
         assert_true(++rounds < 1000);
     } while (left > 0);
     assert_true(total >= 4);
-    assert_int_equal(query_i64(fx->db, "SELECT COUNT(*) FROM connections WHERE secrets_key_id < ?",
+    assert_int_equal(stackdb_i64(fx->db, "SELECT COUNT(*) FROM connections WHERE secrets_key_id < ?",
                                (struct db_param[]){ DB_I64(new_id) }, 1), 0);
     for (int i = 0; i < 5; i++) {
         static const char *const columns[] = { "access_token", "refresh_token", "token_secret" };
@@ -1088,7 +1061,7 @@ static void test_rows_for_rotate_key(void **state)
         snprintf(refresh, sizeof refresh, "rft.ROTATE-PLAINTEXT-%d", i);
         tiktok(fx, user, remote, access, refresh, NULL);
     }
-    assert_int_equal(query_i64(fx->db, "SELECT COUNT(*) FROM connections c JOIN users u ON u.id = c.user_id"
+    assert_int_equal(stackdb_i64(fx->db, "SELECT COUNT(*) FROM connections c JOIN users u ON u.id = c.user_id"
                                        " WHERE u.email = ?", (struct db_param[]){ DB_STR(ROTATE_USER) }, 1),
                      ROTATE_ROWS);
 }

@@ -53,39 +53,12 @@ struct fixture {
 
 /* ------------------------------------------------------------ helpers -- */
 
-static void exec_ok(struct db *db, const char *sql, const struct db_param *p, size_t n)
-{
-    int rc = db_exec(db, sql, p, n, NULL, NULL);
-
-    if (rc)
-        fail_msg("%s: %s (%s)", sql, cp_strerror(rc), db_error(db));
-}
-
-static long long query_i64(struct db *db, const char *sql, const struct db_param *p, size_t n)
-{
-    struct db_result *r = NULL;
-    long long v = 0;
-    int rc;
-
-    rc = db_query(db, sql, p, n, &r);
-    if (rc)
-        fail_msg("%s: %s (%s)", sql, cp_strerror(rc), db_error(db));
-    if (db_result_rows(r) != 1)
-        fail_msg("%s: %zu rows", sql, db_result_rows(r));
-    rc = db_result_i64(r, 0, 0, &v);
-    db_result_free(r);
-    if (rc == CP_ENOTFOUND)
-        return -1;                           /* NULL */
-    assert_int_equal(rc, 0);
-    return v;
-}
-
 /* A number about job id: sql has one placeholder, the id. */
 static long long job_i64(struct db *db, const char *sql, long long id)
 {
     struct db_param p[] = { DB_I64(id) };
 
-    return query_i64(db, sql, p, 1);
+    return stackdb_i64(db, sql, p, 1);
 }
 
 /* A text column of job id (sql selects it, one placeholder). */
@@ -167,7 +140,7 @@ static void force_finished(struct db *db, long long id, const char *state, long 
         DB_I64(id),
     };
 
-    exec_ok(db, "UPDATE jobs SET state = ?, finished_at = NOW(3) - INTERVAL ? MICROSECOND,"
+    stackdb_exec(db, "UPDATE jobs SET state = ?, finished_at = NOW(3) - INTERVAL ? MICROSECOND,"
                 " active_key = NULL, last_error_class = ? WHERE id = ?", p, 4);
 }
 
@@ -279,7 +252,7 @@ static void test_enqueue(void **state)
     job_text(db, "SELECT CONCAT_WS(',', queue, max_attempts, payload, user_id IS NULL)"
                  " FROM jobs WHERE id = ?", pid, text, sizeof text);
     assert_string_equal(text, "maintenance,3,{},1");
-    exec_ok(db, "DELETE FROM jobs WHERE id = ?", (struct db_param[]){ DB_I64(pid) }, 1);
+    stackdb_exec(db, "DELETE FROM jobs WHERE id = ?", (struct db_param[]){ DB_I64(pid) }, 1);
 
     /* a delay makes it scheduled, due later */
     delayed = ENQ(db, "zz_qt_enq", .delay_ms = 120000, .max_attempts = 9);
@@ -330,7 +303,7 @@ static void test_enqueue_refusals(void **state)
         { "negative user", { .kind = "noop", .queue = "zz_qt_bad", .user_id = -4 } },
     };
 
-    before = query_i64(db, "SELECT COUNT(*) FROM jobs", NULL, 0);
+    before = stackdb_i64(db, "SELECT COUNT(*) FROM jobs", NULL, 0);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         id = 99;
         int rc = queue_enqueue(db, &cases[i].spec, &id);
@@ -339,7 +312,7 @@ static void test_enqueue_refusals(void **state)
             fail_msg("%s: %s, expected CP_EINVAL", cases[i].name, cp_strerror(rc));
         assert_int_equal(id, 0);
     }
-    assert_int_equal(query_i64(db, "SELECT COUNT(*) FROM jobs", NULL, 0), before);
+    assert_int_equal(stackdb_i64(db, "SELECT COUNT(*) FROM jobs", NULL, 0), before);
 
     /* the edges themselves are fine (the payload column is a TEXT) */
     big[65535 - 1] = '}';
@@ -377,10 +350,10 @@ static void test_enqueue_in_transaction(void **state)
     }
     assert_int_equal(db_begin(db), 0);
     assert_int_equal(queue_enqueue_many(db, specs, 300), 0);
-    assert_int_equal(query_i64(db, "SELECT COUNT(*) FROM jobs WHERE queue = 'zz_qt_tx'", NULL, 0),
+    assert_int_equal(stackdb_i64(db, "SELECT COUNT(*) FROM jobs WHERE queue = 'zz_qt_tx'", NULL, 0),
                      301);
     assert_int_equal(db_rollback(db), 0);
-    assert_int_equal(query_i64(db, "SELECT COUNT(*) FROM jobs WHERE queue = 'zz_qt_tx'", NULL, 0),
+    assert_int_equal(stackdb_i64(db, "SELECT COUNT(*) FROM jobs WHERE queue = 'zz_qt_tx'", NULL, 0),
                      1);
 }
 
@@ -402,22 +375,22 @@ static void test_enqueue_many(void **state)
     /* one bad spec: nothing at all */
     specs[999].payload = "[]";
     assert_int_equal(queue_enqueue_many(db, specs, 1000), CP_EINVAL);
-    assert_int_equal(query_i64(db, q, NULL, 0), 0);
+    assert_int_equal(stackdb_i64(db, q, NULL, 0), 0);
     specs[999].payload = NULL;
     specs[500].unique_key = "k";
     assert_int_equal(queue_enqueue_many(db, specs, 1000), CP_EINVAL);
-    assert_int_equal(query_i64(db, q, NULL, 0), 0);
+    assert_int_equal(stackdb_i64(db, q, NULL, 0), 0);
     specs[500].unique_key = NULL;
 
     assert_int_equal(queue_enqueue_many(db, specs, 0), 0);
     assert_int_equal(queue_enqueue_many(db, specs, 1000), 0);
-    assert_int_equal(query_i64(db, q, NULL, 0), 1000);
-    assert_int_equal(query_i64(db, "SELECT COUNT(*) FROM jobs WHERE queue = 'zz_qt_many'"
+    assert_int_equal(stackdb_i64(db, q, NULL, 0), 1000);
+    assert_int_equal(stackdb_i64(db, "SELECT COUNT(*) FROM jobs WHERE queue = 'zz_qt_many'"
                                    " AND state = 'scheduled'", NULL, 0), 143);
-    assert_int_equal(query_i64(db, "SELECT COUNT(*) FROM jobs WHERE queue = 'zz_qt_many'"
+    assert_int_equal(stackdb_i64(db, "SELECT COUNT(*) FROM jobs WHERE queue = 'zz_qt_many'"
                                    " AND payload = '{}' AND kind = 'sleep'", NULL, 0), 167);
     assert_int_equal(queue_enqueue_many(db, specs, 3), 0);
-    assert_int_equal(query_i64(db, q, NULL, 0), 1003);
+    assert_int_equal(stackdb_i64(db, q, NULL, 0), 1003);
 }
 
 static void test_unique_key(void **state)
@@ -486,7 +459,7 @@ static void test_claim_order(void **state)
     assert_int_equal(j->max_attempts, 5);
     assert_int_equal(j->priority, -3);
     assert_int_equal(j->user_id, 5);
-    long long now_ms = query_i64(db, "SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)",
+    long long now_ms = stackdb_i64(db, "SELECT CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)",
                                  NULL, 0);
     assert_true(j->claimed_ms <= now_ms && j->claimed_ms > now_ms - 5000);
     assert_true(j->created_ms <= j->claimed_ms && j->run_at_ms <= j->claimed_ms);
@@ -626,7 +599,7 @@ static void test_concurrent_claims(void **state)
     for (size_t i = 1; i < total; i++)
         if (all[i] == all[i - 1])
             fail_msg("job %lld was claimed twice", all[i]);
-    assert_int_equal(query_i64(fx->db, "SELECT COUNT(*) FROM jobs WHERE queue = 'zz_qt_race'"
+    assert_int_equal(stackdb_i64(fx->db, "SELECT COUNT(*) FROM jobs WHERE queue = 'zz_qt_race'"
                                        " AND state = 'succeeded' AND attempts = 1", NULL, 0),
                      JOBS);
 }
@@ -667,7 +640,7 @@ static void test_fenced_completion(void **state)
     assert_int_equal(released, 0);
     for (int i = 0; i < 3; i++)
         assert_state(db, ids[i], "running");
-    assert_int_equal(query_i64(db, "SELECT COUNT(*) FROM job_attempts a JOIN jobs j"
+    assert_int_equal(stackdb_i64(db, "SELECT COUNT(*) FROM job_attempts a JOIN jobs j"
                                    " ON j.id = a.job_id WHERE j.queue = 'zz_qt_fence'", NULL, 0), 0);
 
     /* progress: written, the same figures again are no conflict */
@@ -734,7 +707,7 @@ static void test_fail_retries_later(void **state)
 
     /* not claimable until due; due again once run_at passes (promote) */
     claim_n(db, "zz_qt_fail", worker_a, 1, 0, 60000, &b);
-    exec_ok(db, "UPDATE jobs SET run_at = NOW(3) - INTERVAL 1 SECOND WHERE id = ?",
+    stackdb_exec(db, "UPDATE jobs SET run_at = NOW(3) - INTERVAL 1 SECOND WHERE id = ?",
             (struct db_param[]){ DB_I64(id) }, 1);
     size_t n = 0;
     assert_int_equal(queue_promote_due(db, 1000, &n), 0);
@@ -794,7 +767,7 @@ static void test_last_attempt_dies(void **state)
     assert_state(db, perm, "dead");
     assert_int_equal(job_i64(db, "SELECT COUNT(*) FROM alert_events WHERE subject_type = 'job'"
                                  " AND subject_id = ? AND user_id IS NULL", perm), 1);
-    count = query_i64(db, "SELECT COUNT(*) FROM dead_jobs WHERE queue = 'zz_qt_dead'", NULL, 0);
+    count = stackdb_i64(db, "SELECT COUNT(*) FROM dead_jobs WHERE queue = 'zz_qt_dead'", NULL, 0);
     assert_int_equal(count, 2);
     job_batch_free(&b);
 
@@ -859,7 +832,7 @@ static void test_defer_refunds(void **state)
     job_batch_free(&b);
 
     /* once due it is claimed with the same attempt number */
-    exec_ok(db, "UPDATE jobs SET run_at = NOW(3) WHERE queue = 'zz_qt_defer'", NULL, 0);
+    stackdb_exec(db, "UPDATE jobs SET run_at = NOW(3) WHERE queue = 'zz_qt_defer'", NULL, 0);
     size_t n = 0;
     assert_int_equal(queue_promote_due(db, 1000, &n), 0);
     claim_n(db, "zz_qt_defer", worker_a, 2, 2, 60000, &b);
@@ -883,7 +856,7 @@ static void test_release_refunds(void **state)
         ids[i] = b.jobs[i].id;
     assert_int_equal(queue_release(db, &b.lease, ids, 3, &released), 0);
     assert_int_equal(released, 3);
-    assert_int_equal(query_i64(db, "SELECT COUNT(*) FROM jobs WHERE queue = 'zz_qt_release'"
+    assert_int_equal(stackdb_i64(db, "SELECT COUNT(*) FROM jobs WHERE queue = 'zz_qt_release'"
                                    " AND state = 'ready' AND attempts = 0 AND owner IS NULL"
                                    " AND lease_token IS NULL", NULL, 0), 3);
     assert_int_equal(queue_release(db, &b.lease, ids, 3, NULL), 0);
@@ -918,12 +891,12 @@ static void test_heartbeat(void **state)
     for (int i = 0; i < 3; i++)
         ids[i] = b.jobs[i].id;
     ids[3] = 999999999999LL;
-    assert_int_equal(query_i64(db, "SELECT COUNT(*) FROM jobs WHERE queue = 'zz_qt_beat'"
+    assert_int_equal(stackdb_i64(db, "SELECT COUNT(*) FROM jobs WHERE queue = 'zz_qt_beat'"
                                    " AND lease_expires_at < NOW(3) + INTERVAL 2 SECOND", NULL, 0), 3);
 
     assert_int_equal(queue_heartbeat(db, worker_a, ids, 4, 600000, &renewed), 0);
     assert_int_equal(renewed, 3);
-    assert_int_equal(query_i64(db, "SELECT COUNT(*) FROM jobs WHERE queue = 'zz_qt_beat'"
+    assert_int_equal(stackdb_i64(db, "SELECT COUNT(*) FROM jobs WHERE queue = 'zz_qt_beat'"
                                    " AND lease_expires_at > NOW(3) + INTERVAL 590 SECOND", NULL, 0), 3);
     /* at once again: the same lease, still counted */
     assert_int_equal(queue_heartbeat(db, worker_a, ids, 3, 600000, &renewed), 0);
@@ -931,7 +904,7 @@ static void test_heartbeat(void **state)
     /* another owner renews nothing */
     assert_int_equal(queue_heartbeat(db, worker_b, ids, 3, 5000, &renewed), 0);
     assert_int_equal(renewed, 0);
-    assert_int_equal(query_i64(db, "SELECT COUNT(*) FROM jobs WHERE queue = 'zz_qt_beat'"
+    assert_int_equal(stackdb_i64(db, "SELECT COUNT(*) FROM jobs WHERE queue = 'zz_qt_beat'"
                                    " AND lease_expires_at > NOW(3) + INTERVAL 590 SECOND", NULL, 0), 3);
     /* finished jobs are not renewed */
     size_t done = 0;
@@ -1040,11 +1013,11 @@ static void test_promote_due(void **state)
     due = ENQ(db, "zz_qt_promote", .delay_ms = 60000);
     failed_due = ENQ(db, "zz_qt_promote");
     failed_later = ENQ(db, "zz_qt_promote");
-    exec_ok(db, "UPDATE jobs SET run_at = NOW(3) - INTERVAL 1 SECOND WHERE id = ?",
+    stackdb_exec(db, "UPDATE jobs SET run_at = NOW(3) - INTERVAL 1 SECOND WHERE id = ?",
             (struct db_param[]){ DB_I64(due) }, 1);
-    exec_ok(db, "UPDATE jobs SET state = 'failed', attempts = 1, run_at = NOW(3) - INTERVAL 5 SECOND"
+    stackdb_exec(db, "UPDATE jobs SET state = 'failed', attempts = 1, run_at = NOW(3) - INTERVAL 5 SECOND"
                 " WHERE id = ?", (struct db_param[]){ DB_I64(failed_due) }, 1);
-    exec_ok(db, "UPDATE jobs SET state = 'failed', attempts = 1, run_at = NOW(3) + INTERVAL 1 HOUR"
+    stackdb_exec(db, "UPDATE jobs SET state = 'failed', attempts = 1, run_at = NOW(3) + INTERVAL 1 HOUR"
                 " WHERE id = ?", (struct db_param[]){ DB_I64(failed_later) }, 1);
 
     assert_int_equal(queue_promote_due(db, 1000, &n), 0);
@@ -1059,12 +1032,12 @@ static void test_promote_due(void **state)
     /* a limit is kept, and a full batch says so */
     for (int i = 0; i < 5; i++)
         ENQ(db, "zz_qt_promote2", .delay_ms = 1);
-    exec_ok(db, "UPDATE jobs SET run_at = NOW(3) - INTERVAL 1 SECOND WHERE queue = 'zz_qt_promote2'",
+    stackdb_exec(db, "UPDATE jobs SET run_at = NOW(3) - INTERVAL 1 SECOND WHERE queue = 'zz_qt_promote2'",
             NULL, 0);
     assert_int_equal(queue_promote_due(db, 2, &n), 0);
     assert_int_equal(n, 2);
     assert_int_equal(queue_promote_due(db, 1000, &n), 0);
-    assert_int_equal(query_i64(db, "SELECT COUNT(*) FROM jobs WHERE queue = 'zz_qt_promote2'"
+    assert_int_equal(stackdb_i64(db, "SELECT COUNT(*) FROM jobs WHERE queue = 'zz_qt_promote2'"
                                    " AND state = 'ready'", NULL, 0), 5);
 }
 
@@ -1080,7 +1053,7 @@ static void test_reap_expired(void **state)
     ENQ(db, "zz_qt_reap", .max_attempts = 2);
     ENQ(db, "zz_qt_reap", .max_attempts = 2);
     claim_n(db, "zz_qt_reap", worker_b, 2, 2, 600000, &b);
-    exec_ok(db, "UPDATE jobs SET lease_expires_at = NOW(3) - INTERVAL 1 SECOND WHERE id = ?",
+    stackdb_exec(db, "UPDATE jobs SET lease_expires_at = NOW(3) - INTERVAL 1 SECOND WHERE id = ?",
             (struct db_param[]){ DB_I64(b.jobs[0].id) }, 1);
 
     assert_int_equal(queue_reap_expired(db, 1000, &p, &n), 0);
@@ -1101,7 +1074,7 @@ static void test_reap_expired(void **state)
     /* second attempt expires too: the last one, dead */
     claim_n(db, "zz_qt_reap", worker_b, 1, 1, 600000, &b);
     assert_int_equal(b.jobs[0].attempts, 2);
-    exec_ok(db, "UPDATE jobs SET lease_expires_at = NOW(3) - INTERVAL 1 SECOND WHERE id = ?",
+    stackdb_exec(db, "UPDATE jobs SET lease_expires_at = NOW(3) - INTERVAL 1 SECOND WHERE id = ?",
             (struct db_param[]){ DB_I64(b.jobs[0].id) }, 1);
     assert_int_equal(queue_reap_expired(db, 1000, &p, &n), 0);
     assert_state(db, b.jobs[0].id, "dead");
@@ -1130,9 +1103,9 @@ static void test_prune(void **state)
     force_finished(db, old_cancelled, "cancelled", 3 * day_s, NULL);
     force_finished(db, dead_young, "dead", 2 * day_s, "transient");
     force_finished(db, dead_old, "dead", 40 * day_s, "transient");
-    exec_ok(db, "UPDATE jobs SET finished_at = NOW(3) - INTERVAL 50 DAY WHERE id = ?",
+    stackdb_exec(db, "UPDATE jobs SET finished_at = NOW(3) - INTERVAL 50 DAY WHERE id = ?",
             (struct db_param[]){ DB_I64(unfinished) }, 1);   /* never pruned while unfinished */
-    exec_ok(db, "INSERT INTO job_attempts (job_id, attempt, outcome, error_class) VALUES"
+    stackdb_exec(db, "INSERT INTO job_attempts (job_id, attempt, outcome, error_class) VALUES"
                 " (?, 1, 'failed', 'transient'), (?, 1, 'failed', 'transient')",
             (struct db_param[]){ DB_I64(old_ok), DB_I64(dead_young) }, 2);
 
@@ -1181,7 +1154,7 @@ static long long job_in_state(struct db *db, const char *state, long long user_i
                    strcmp(state, "cancelled") == 0;
     struct db_param p[] = { DB_STR(state), DB_I64(finished), DB_I64(id) };
 
-    exec_ok(db, "UPDATE jobs SET state = ?, attempts = 3,"
+    stackdb_exec(db, "UPDATE jobs SET state = ?, attempts = 3,"
                 " finished_at = IF(?, NOW(3), NULL) WHERE id = ?", p, 3);
     return id;
 }
@@ -1332,7 +1305,7 @@ static void test_retry_dead(void **state)
     f.kind = NULL;
     assert_int_equal(queue_retry_dead(db, &f, 1000, &n), 0);
     assert_int_equal(n, 3);                                   /* 1, 2 and the keyed 5 */
-    assert_int_equal(query_i64(db, count_ready, NULL, 0), 7);
+    assert_int_equal(stackdb_i64(db, count_ready, NULL, 0), 7);
     assert_int_equal(job_i64(db, "SELECT active_key = unique_key AND attempts = 0 FROM jobs"
                                  " WHERE id = ?", ids[5]), 1);
     assert_state(db, ids[7], "dead");
@@ -1368,7 +1341,7 @@ static long long recurring_jobs(struct db *db, const char *unfinished_only)
 
     snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM jobs WHERE unique_key = 'recurring:zz-qt-rec'%s",
              unfinished_only ? unfinished_only : "");
-    return query_i64(db, sql, NULL, 0);
+    return stackdb_i64(db, sql, NULL, 0);
 }
 
 /* Two sessions run the due tasks at the same moment. */
@@ -1404,7 +1377,7 @@ static void test_recurring(void **state)
 
     /* registered not due: nothing to run */
     assert_int_equal(recurring_register(db, &t, 0), 0);
-    assert_int_equal(query_i64(db, "SELECT next_run_at > NOW(3) + INTERVAL 3590 SECOND"
+    assert_int_equal(stackdb_i64(db, "SELECT next_run_at > NOW(3) + INTERVAL 3590 SECOND"
                                    " FROM recurring_tasks WHERE name = 'zz-qt-rec'", NULL, 0), 1);
     race_run_due(fx);
     assert_int_equal(recurring_jobs(db, NULL), 0);
@@ -1431,21 +1404,21 @@ static void test_recurring(void **state)
         struct job_batch b = { 0 };
         size_t done = 0;
 
-        exec_ok(db, due_now, NULL, 0);
+        stackdb_exec(db, due_now, NULL, 0);
         race_run_due(fx);
         if (recurring_jobs(db, NULL) != round)
             fail_msg("round %d: %lld jobs", round, recurring_jobs(db, NULL));
-        assert_int_equal(query_i64(db, is_future, NULL, 0), 1);
-        assert_int_equal(query_i64(db, "SELECT last_job_id = (SELECT MAX(id) FROM jobs WHERE"
+        assert_int_equal(stackdb_i64(db, is_future, NULL, 0), 1);
+        assert_int_equal(stackdb_i64(db, "SELECT last_job_id = (SELECT MAX(id) FROM jobs WHERE"
                                        " unique_key = 'recurring:zz-qt-rec') AND last_enqueued_at"
                                        " IS NOT NULL FROM recurring_tasks WHERE name = 'zz-qt-rec'",
                                    NULL, 0), 1);
 
         /* due again while its job is unfinished: skipped, not piled up */
-        exec_ok(db, due_now, NULL, 0);
+        stackdb_exec(db, due_now, NULL, 0);
         race_run_due(fx);
         assert_int_equal(recurring_jobs(db, NULL), round);
-        assert_int_equal(query_i64(db, is_future, NULL, 0), 1);
+        assert_int_equal(stackdb_i64(db, is_future, NULL, 0), 1);
 
         claim_n(db, "zz_qt_rec", worker_a, 5, 1, 60000, &b);
         assert_string_equal(b.jobs[0].payload, "{\"r\":1}");
@@ -1457,11 +1430,11 @@ static void test_recurring(void **state)
 
     /* a scheduler that was down for many intervals runs the task once,
      * and the next due time stays on the cadence */
-    exec_ok(db, "UPDATE recurring_tasks SET next_run_at = NOW(3) - INTERVAL 10 MINUTE"
+    stackdb_exec(db, "UPDATE recurring_tasks SET next_run_at = NOW(3) - INTERVAL 10 MINUTE"
                 " - INTERVAL 30 SECOND WHERE name = 'zz-qt-rec'", NULL, 0);
     race_run_due(fx);
     assert_int_equal(recurring_jobs(db, NULL), 6);
-    assert_int_equal(query_i64(db, "SELECT next_run_at BETWEEN NOW(3) AND NOW(3) + INTERVAL 31 SECOND"
+    assert_int_equal(stackdb_i64(db, "SELECT next_run_at BETWEEN NOW(3) AND NOW(3) + INTERVAL 31 SECOND"
                                    " FROM recurring_tasks WHERE name = 'zz-qt-rec'", NULL, 0), 1);
 
     /* refusals */

@@ -634,3 +634,36 @@ class TapRun:
             head = "%s:\n%s\n\n" % (name, "\n".join(self.notes.get(name, [])) or "(no diagnostics)")
         return "%s%s exited with %d\n--- stdout\n%s\n--- stderr\n%s" % (
             head, self.program, self.proc.returncode, self.proc.stdout, self.proc.stderr[-20000:])
+
+
+def worker_pid(stack):
+    """The stack's crosspost-worker supervisor, if one runs."""
+    try:
+        pid = stack.pid("worker")
+    except (OSError, ValueError):
+        return None
+    return pid if process_alive(pid) else None
+
+
+def run_tap_program(stack, program, *args, timeout=300):
+    """Run a C test program of this suite against the stack, cmocka
+    speaking TAP; the finished process."""
+    env = dict(stack.env)
+    env.update(CROSSPOST_CONFIG=stack.conf, CMOCKA_MESSAGE_OUTPUT="TAP")
+    return subprocess.run([program] + list(args), env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def tap_run_without_worker(stack, program):
+    """The TapRun of program with the stack's worker stopped for the run
+    (it would act on the program's rows under its feet) and started again
+    after, when it was running."""
+    had_worker = worker_pid(stack) is not None
+    if had_worker:
+        stack.stop("worker")
+    try:
+        proc = run_tap_program(stack, program)
+    finally:
+        if had_worker:
+            stack.start("worker")
+    return TapRun(proc, os.path.basename(program))

@@ -9,7 +9,8 @@ import subprocess
 
 import pytest
 
-from stack import BUILDDIR, ROOT, TapRun, process_alive, stack_sql
+from stack import (BUILDDIR, ROOT, TapRun, run_tap_program, stack_sql,
+                   tap_run_without_worker)
 
 PROGRAM = os.path.join(BUILDDIR, "tests", "integration", "conn_layer")
 SOURCE = os.path.join(ROOT, "tests", "integration", "conn_layer.c")
@@ -34,35 +35,13 @@ TESTS = [
 ]
 
 
-def worker_pid(stack):
-    try:
-        pid = stack.pid("worker")
-    except (OSError, ValueError):
-        return None
-    return pid if process_alive(pid) else None
-
-
-def run_program(stack, *args):
-    env = dict(stack.env)
-    env.update(CROSSPOST_CONFIG=stack.conf, CMOCKA_MESSAGE_OUTPUT="TAP")
-    return subprocess.run([PROGRAM] + list(args), env=env, capture_output=True, text=True, timeout=300)
-
-
 @pytest.fixture(scope="module")
 def run(stack):
     if not os.access(PROGRAM, os.X_OK):
         pytest.fail("%s is not built (make -C %s check builds it)" % (PROGRAM, BUILDDIR))
     # A running worker would refresh and check the program's connections
     # (connections.plan) under its feet: it is stopped for the run.
-    had_worker = worker_pid(stack) is not None
-    if had_worker:
-        stack.stop("worker")
-    try:
-        proc = run_program(stack)
-    finally:
-        if had_worker:
-            stack.start("worker")
-    return TapRun(proc, "conn_layer")
+    return tap_run_without_worker(stack, PROGRAM)
 
 
 def test_names_match_the_program_table():
@@ -152,7 +131,7 @@ def test_ctl_rotate_key(stack, run):
     assert "ROTATE-PLAINTEXT" not in r.stdout
 
     # The program opens them under the new key (and deletes them).
-    proc = run_program(stack, "verify-rotated")
+    proc = run_tap_program(stack, PROGRAM, "verify-rotated")
     verify = TapRun(proc, "conn_layer verify-rotated")
     assert proc.returncode == 0 and verify.passed.get("test_rotated_rows_open"), verify.report()
     assert key_ids(stack) == []

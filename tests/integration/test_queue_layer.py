@@ -5,11 +5,10 @@ the queue's locking reads are checked with EXPLAIN, on the statements as
 written in src/queue.c."""
 import os
 import re
-import subprocess
 
 import pytest
 
-from stack import BUILDDIR, ROOT, TapRun, process_alive, stack_sql
+from stack import BUILDDIR, ROOT, stack_sql, tap_run_without_worker
 
 PROGRAM = os.path.join(BUILDDIR, "tests", "integration", "queue_layer")
 SOURCE = os.path.join(ROOT, "tests", "integration", "queue_layer.c")
@@ -42,32 +41,13 @@ TESTS = [
     "test_recurring",
 ]
 
-def worker_pid(stack):
-    """The stack's crosspost-worker supervisor, if one runs."""
-    try:
-        pid = stack.pid("worker")
-    except (OSError, ValueError):
-        return None
-    return pid if process_alive(pid) else None
-
-
 @pytest.fixture(scope="module")
 def run(stack):
     if not os.access(PROGRAM, os.X_OK):
         pytest.fail("%s is not built (make -C %s check builds it)" % (PROGRAM, BUILDDIR))
     # A running worker would claim, promote, reap and prune under the
     # program's feet: it is stopped for the run and started again after.
-    had_worker = worker_pid(stack) is not None
-    if had_worker:
-        stack.stop("worker")
-    try:
-        env = dict(stack.env)
-        env.update(CROSSPOST_CONFIG=stack.conf, CMOCKA_MESSAGE_OUTPUT="TAP")
-        proc = subprocess.run([PROGRAM], env=env, capture_output=True, text=True, timeout=300)
-    finally:
-        if had_worker:
-            stack.start("worker")
-    return TapRun(proc, "queue_layer")
+    return tap_run_without_worker(stack, PROGRAM)
 
 
 def test_names_match_the_program_table():

@@ -526,16 +526,23 @@ class InstagramSim(simcore.Platform):
         return sum(1 for m in self._st("media").values()
                    if m["ig_user_id"] == ig_id and m["time"] > since)
 
+    def _publishing_account(self, req):
+        """The parameters, token record and Instagram account of a
+        publishing call on /{ig-user-id}/..., its permissions checked and
+        its business use case usage counted."""
+        vals = self._graph_params(req)
+        rec = self._auth(req, vals)
+        ig = self._owned_ig(rec, req.params["oid"])
+        if ig is None:
+            raise no_object(req.params["oid"], "post")
+        self._need(rec, "instagram_basic", "instagram_content_publish")
+        self._buc(req, ig)
+        return vals, rec, ig
+
     def create_container(self, req):
         def run():
             core = self.core
-            vals = self._graph_params(req)
-            rec = self._auth(req, vals)
-            ig = self._owned_ig(rec, req.params["oid"])
-            if ig is None:
-                raise no_object(req.params["oid"], "post")
-            self._need(rec, "instagram_basic", "instagram_content_publish")
-            self._buc(req, ig)
+            vals, rec, ig = self._publishing_account(req)
             mtype = vals.get("media_type", "")
             if mtype != "REELS":
                 raise GraphError("The parameter media_type must be REELS for video "
@@ -670,13 +677,7 @@ class InstagramSim(simcore.Platform):
     def media_publish(self, req):
         def run():
             core = self.core
-            vals = self._graph_params(req)
-            rec = self._auth(req, vals)
-            ig = self._owned_ig(rec, req.params["oid"])
-            if ig is None:
-                raise no_object(req.params["oid"], "post")
-            self._need(rec, "instagram_basic", "instagram_content_publish")
-            self._buc(req, ig)
+            vals, rec, ig = self._publishing_account(req)
             cid = vals.get("creation_id", "")
             if not cid:
                 raise GraphError("(#100) The parameter creation_id is required", 100)

@@ -267,6 +267,23 @@ class Request:
             raise ClientGone(len(data or b""))
         return data
 
+    def _pieces(self, left, total, track=False):
+        """Yield the next `left` bytes in pieces of at most IO_CHUNK;
+        ClientGone (after `total` bytes in all) when the client stops
+        short.  With track, what is left is kept in _remaining.  Returns
+        the new total."""
+        while left > 0:
+            piece = self._h.rfile.read(min(IO_CHUNK, left))
+            if not piece:
+                self._h.close_connection = True
+                raise ClientGone(total)
+            left -= len(piece)
+            if track:
+                self._remaining = left
+            total += len(piece)
+            yield piece
+        return total
+
     def body_chunks(self, limit=None):
         """Yield the body in pieces of at most IO_CHUNK bytes, decoding
         chunked transfer encoding; BodyTooLarge past `limit` bytes."""
@@ -278,16 +295,7 @@ class Request:
             if limit is not None and (self.content_length or 0) > limit:
                 self._h.close_connection = True
                 raise BodyTooLarge(limit)
-            left = self.content_length or 0
-            while left > 0:
-                piece = self._h.rfile.read(min(IO_CHUNK, left))
-                if not piece:
-                    self._h.close_connection = True
-                    raise ClientGone(total)
-                left -= len(piece)
-                self._remaining = left
-                total += len(piece)
-                yield piece
+            yield from self._pieces(self.content_length or 0, total, track=True)
             return
         while True:
             line = self._h.rfile.readline(1024)
@@ -308,15 +316,7 @@ class Request:
             if limit is not None and total + size > limit:
                 self._h.close_connection = True
                 raise BodyTooLarge(limit)
-            left = size
-            while left > 0:
-                piece = self._h.rfile.read(min(IO_CHUNK, left))
-                if not piece:
-                    self._h.close_connection = True
-                    raise ClientGone(total)
-                left -= len(piece)
-                total += len(piece)
-                yield piece
+            total = yield from self._pieces(size, total)
             self._h.rfile.readline(16)
 
     def body(self, limit=DEFAULT_BODY_LIMIT):
