@@ -13,6 +13,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "migrate.h"
+#include "platforms.h"
 #include "queue.h"
 
 #define METRICS_MAX (4 * 1024 * 1024)
@@ -180,6 +181,41 @@ static int render_job_gauges(struct db *db, long long stale_ms, struct buf *out)
         "crosspost_workers_stale %lld\n", stale);
 }
 
+/* Connections by platform and status (as stored: "expiring" is counted
+ * under active), every series present at 0, so dashboards and alert rules
+ * see accounts that need connecting again. */
+static int render_connection_gauges(struct db *db, struct buf *out)
+{
+    static const char *const statuses[] = { "active", "needs_reauth", "error", "disabled" };
+    long long counts[PLATFORM_COUNT][4] = { { 0 } };
+    struct db_result *r = NULL;
+    long long v;
+    int rc;
+
+    rc = db_query(db, "SELECT platform, IF(enabled = 0, 'disabled', status), COUNT(*) "
+                      "FROM connections GROUP BY 1, 2", NULL, 0, &r);
+    for (size_t i = 0; !rc && i < db_result_rows(r); i++) {
+        const struct platform *p = platform_find(db_result_get(r, i, 0));
+        const char *st = db_result_get(r, i, 1);
+
+        if (!p || !st || db_result_i64(r, i, 2, &v))
+            continue;
+        for (size_t s = 0; s < 4; s++)
+            if (strcmp(st, statuses[s]) == 0)
+                counts[p->id][s] = v;
+    }
+    db_result_free(r);
+    if (rc)
+        return rc;
+    rc = buf_adds(out, "# HELP crosspost_connections Connected accounts by platform and status.\n"
+                       "# TYPE crosspost_connections gauge\n");
+    for (size_t p = 0; p < PLATFORM_COUNT && !rc; p++)
+        for (size_t s = 0; s < 4 && !rc; s++)
+            rc = buf_printf(out, "crosspost_connections{platform=\"%s\",status=\"%s\"} %lld\n",
+                            platforms[p].name, statuses[s], counts[p][s]);
+    return rc;
+}
+
 /*
  * The pool's own metrics always; the job metrics when the database
  * answers (crosspost_jobs_metrics_up says which), so a database outage
@@ -201,7 +237,7 @@ void h_metrics(struct request *req)
     }
     buf_init(&jobs, METRICS_MAX);
     up = app_db(req->app, &db) == 0 && render_jobstats(db, stale_ms, &jobs) == 0 &&
-         render_job_gauges(db, stale_ms, &jobs) == 0;
+         render_job_gauges(db, stale_ms, &jobs) == 0 && render_connection_gauges(db, &jobs) == 0;
     if (up && buf_add(&out, jobs.data, jobs.len) != 0)
         up = 0;
     buf_free(&jobs);

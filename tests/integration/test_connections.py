@@ -683,6 +683,8 @@ def test_revoked_tokens_need_reauth(stack, platform, fast_worker):
     assert after[-1][1] == "connection" and int(after[-1][2]) == c["id"], after
     r = b.api("POST", "/api/v1/connections/%d/refresh" % c["id"])
     assert r.status == 409 and r.json()["error"]["code"] == "needs_reauth", r
+    # /metrics counts it among the accounts that need connecting again.
+    assert stack.metric("crosspost_connections", platform=platform, status="needs_reauth") >= 1
     # Reconnecting makes it active again, in the same row.
     out = b.connect(platform, key)
     assert out["result"] == "connected" and int(out["connection_id"]) == c["id"], out
