@@ -71,6 +71,15 @@ void h_connection_refresh(struct request *req);
 void h_connection_tiktok_cookie(struct request *req);
 void h_connection_authorize(struct request *req);
 
+/* h_videos.c: videos found on source accounts, and syncing one now
+ * (users see their own) */
+void h_videos_list(struct request *req);
+void h_video_get(struct request *req);
+void h_connection_sync(struct request *req);
+
+/* h_webhooks.c: platforms' signed event deliveries (public) */
+void h_webhook_tiktok(struct request *req);
+
 /* h_oauth.c: where the platforms send the browser back (public) */
 void h_oauth_callback(struct request *req);
 

@@ -375,8 +375,6 @@ static int read_body(struct request *req)
     int wants_body = req->method & (M_POST | M_PUT | M_PATCH);
     long long length = 0;
     char chunk[16384];
-    struct buf why;
-    int rc;
 
     if (!cl || !*cl) {
         if (wants_body) {
@@ -415,6 +413,17 @@ static int read_body(struct request *req)
                     "The request body ended after %zu of %lld bytes.", req->body.len, length);
         return 1;
     }
+    return 0;
+}
+
+int req_parse_json_body(struct request *req)
+{
+    const struct conf *c = req->app->conf;
+    struct buf why;
+    int rc;
+
+    if (req->json || req->body.len == 0)
+        return 0;
     if (!is_json_type(req_param(req, "CONTENT_TYPE"))) {
         reply_error(req, 415, "unsupported_media_type",
                     "Request bodies must be JSON, sent as Content-Type: application/json.");
@@ -553,6 +562,12 @@ void request_handle(struct app *app, FCGX_Request *fcgx)
         goto done;
 
     found = router_match(api_routes, api_nroutes, req.method, req.path, &req.match);
+    /* A body is JSON, judged before the route (so a bad body is 400
+     * wherever it is sent), except for a route that checks a signature
+     * over the raw bytes first and parses after. */
+    if (!(found == ROUTE_FOUND && (req.match.route->flags & ROUTE_RAW_BODY)) &&
+        req_parse_json_body(&req))
+        goto done;
     if (found == ROUTE_NOT_FOUND) {
         reply_error(&req, 404, "not_found", "Nothing is at %s.", req.path[0] ? req.path : "this path");
         goto done;

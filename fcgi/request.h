@@ -90,6 +90,12 @@ void request_handle(struct app *app, FCGX_Request *fcgx);
 /* A FastCGI parameter (HTTP_* for request headers), or NULL. */
 const char *req_param(const struct request *req, const char *name);
 
+/* Check the body is JSON (Content-Type and limits) and parse it into
+ * req->json: 0, or 1 when a 415/400 refusal was sent.  Runs before every
+ * handler except those of ROUTE_RAW_BODY routes, which call it once they
+ * have checked the raw bytes. */
+int req_parse_json_body(struct request *req);
+
 /* Add a response header line; name and value must not contain CR/LF. */
 int req_add_header(struct request *req, const char *name, const char *value);
 

@@ -34,11 +34,16 @@ enum role {
 struct request;
 typedef void (*route_handler)(struct request *req);
 
+/* Route flags. */
+#define ROUTE_RAW_BODY 1u    /* the handler parses the body itself, after checking a
+                                signature over its raw bytes (req_parse_json_body) */
+
 struct route {
     unsigned methods;
     const char *pattern;
     enum role role;
     route_handler handler;
+    unsigned flags;          /* ROUTE_* */
 };
 
 #define ROUTE_MAX_PARAMS 4

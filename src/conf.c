@@ -40,6 +40,7 @@ struct conf_key {
 
 static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
 static const char *const x_auth_modes[] = { "oauth1", "oauth2", NULL };
+static const char *const storage_backends[] = { "local", "s3", NULL };
 
 #define OFF(f) offsetof(struct conf, f)
 #define KB 1024LL
@@ -138,7 +139,7 @@ static const struct conf_key keys[] = {
     { "audit_retention", T_DURATION, OFF(audit_retention), "365d", DAY, 3650 * DAY, 0, NULL,
       "audit events older than this are deleted (daily by the maintenance.prune_audit job, or by `crosspostctl audit prune`)" },
 
-    { "worker_queues", T_STR, OFF(worker_queues), "default:2,maintenance:1", 0, 0, 0, NULL,
+    { "worker_queues", T_STR, OFF(worker_queues), "default:2,media:2,maintenance:1", 0, 0, 0, NULL,
       "crosspost-worker's processes per queue, as queue:count pairs separated by commas" },
     { "worker_pid_file", T_STR, OFF(worker_pid_file), "", 0, 0, 0, NULL,
       "where crosspost-worker writes its pid; empty = nowhere" },
@@ -247,6 +248,43 @@ static const struct conf_key keys[] = {
       "how often the scheduler looks for connections due a refresh or check" },
     { "sync_interval", T_DURATION, OFF(sync_interval), "5m", 60 * SEC, DAY, 0, NULL,
       "default time between syncs of a source account; each connection may set its own" },
+
+    { "storage_backend", T_ENUM, OFF(storage_backend), "local", 0, 1, 0, storage_backends,
+      "where fetched media is kept: local (files under storage_dir) or s3 (an S3-compatible bucket)" },
+    { "storage_dir", T_STR, OFF(storage_dir), "/var/lib/crosspost/media", 0, 0, 0, NULL,
+      "local storage: the directory of media files and thumbnails (nginx serves it under /media/ with signed links)" },
+    { "media_url_secret", T_STR, OFF(media_url_secret), "", 0, 0, F_SECRET, NULL,
+      "key of the expiring signed links to local media (nginx secure_link); platforms that fetch by URL get such links" },
+    { "media_url_ttl", T_DURATION, OFF(media_url_ttl), "6h", 60 * SEC, 7 * DAY, 0, NULL,
+      "how long a signed media link stays valid" },
+    { "s3_endpoint", T_STR, OFF(s3_endpoint), "", 0, 0, 0, NULL,
+      "S3-compatible endpoint URL (https://s3.us-east-1.amazonaws.com, http://127.0.0.1:4569, ...)" },
+    { "s3_bucket", T_STR, OFF(s3_bucket), "", 0, 0, 0, NULL,
+      "S3 bucket of media and thumbnails" },
+    { "s3_region", T_STR, OFF(s3_region), "us-east-1", 0, 0, 0, NULL,
+      "S3 region, part of every SigV4 signature" },
+    { "s3_access_key", T_STR, OFF(s3_access_key), "", 0, 0, 0, NULL,
+      "S3 access key id" },
+    { "s3_secret_key", T_STR, OFF(s3_secret_key), "", 0, 0, F_SECRET, NULL,
+      "S3 secret access key" },
+    { "s3_part_size", T_SIZE, OFF(s3_part_size), "16M", 5 * MB, 5 * GB, 0, NULL,
+      "S3 multipart upload part size (files larger than one part are sent in parts)" },
+    { "media_max_bytes", T_SIZE, OFF(media_max_bytes), "2G", 1 * MB, 64 * GB, 0, NULL,
+      "largest media file fetched; a larger one fails the fetch permanently" },
+    { "fetch_command", T_STR, OFF(fetch_command), "yt-dlp", 0, 0, 0, NULL,
+      "the downloader run with a video's share URL (yt-dlp or a compatible program)" },
+    { "fetch_timeout", T_DURATION, OFF(fetch_timeout), "30m", 10 * SEC, DAY, 0, NULL,
+      "longest a single media fetch may take" },
+    { "ffprobe_command", T_STR, OFF(ffprobe_command), "ffprobe", 0, 0, 0, NULL,
+      "ffprobe, for reading a stored video's streams" },
+    { "ffmpeg_command", T_STR, OFF(ffmpeg_command), "ffmpeg", 0, 0, 0, NULL,
+      "ffmpeg, for thumbnails (and, when publishing, fixing media)" },
+    { "sync_interval_min", T_DURATION, OFF(sync_interval_min), "1m", 10 * SEC, DAY, 0, NULL,
+      "shortest time between syncs of an account that has just posted" },
+    { "sync_interval_max", T_DURATION, OFF(sync_interval_max), "1h", 60 * SEC, 7 * DAY, 0, NULL,
+      "longest time between syncs of a quiet account" },
+    { "webhook_max_age", T_DURATION, OFF(webhook_max_age), "5m", 10 * SEC, 3600 * SEC, 0, NULL,
+      "webhook signatures whose timestamp is further than this from now, either way, are refused" },
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])

@@ -140,6 +140,26 @@ struct conf {
     long long connection_expiring_window;
     long long connection_scan_interval;
     long long sync_interval;
+
+    /* ingestion: media storage, fetching, probing, syncs, webhooks */
+    long long storage_backend;
+    char *storage_dir;
+    char *media_url_secret;
+    long long media_url_ttl;
+    char *s3_endpoint;
+    char *s3_bucket;
+    char *s3_region;
+    char *s3_access_key;
+    char *s3_secret_key;
+    long long s3_part_size;
+    long long media_max_bytes;
+    char *fetch_command;
+    long long fetch_timeout;
+    char *ffprobe_command;
+    char *ffmpeg_command;
+    long long sync_interval_min;
+    long long sync_interval_max;
+    long long webhook_max_age;
 };
 
 /* Where the value of one key came from. */

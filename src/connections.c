@@ -328,8 +328,9 @@ static long long scope_user(const struct conn_scope *scope)
     " refresh_token IS NOT NULL, secrets_key_id, " MS("access_expires_at") ", " \
     MS("refresh_expires_at") ", " MS("refresh_due_at") ", " MS("token_refreshed_at") ", " \
     MS("last_checked_at") ", last_error, " MS("last_error_at") ", " MS("created_at") ", " \
-    MS("updated_at") ", " NOW_MS
-#define CONN_NCOLS 25
+    MS("updated_at") ", " NOW_MS ", " MS("last_sync_at") ", " MS("next_sync_at") "," \
+    " last_sync_error, " MS("last_video_at") ", videos_seen, initial_sync_done, backfill"
+#define CONN_NCOLS 32
 
 /* c NULL: the shown status is not derived from expiries (no window). */
 static int row_to_conn(const struct db_result *r, size_t i, const struct conf *c,
@@ -365,6 +366,13 @@ static int row_to_conn(const struct db_result *r, size_t i, const struct conf *c
     out->created_at = col_i64(r, i, 22);
     out->updated_at = col_i64(r, i, 23);
     now = col_i64(r, i, 24);
+    out->last_sync_at = col_i64(r, i, 25);
+    out->next_sync_at = col_i64(r, i, 26);
+    col_text(r, i, 27, out->last_sync_error, sizeof out->last_sync_error);
+    out->last_video_at = col_i64(r, i, 28);
+    out->videos_seen = col_i64(r, i, 29);
+    out->initial_sync_done = col_i64(r, i, 30) != 0;
+    out->backfill = col_i64(r, i, 31) != 0;
     if (c)
         out->status = conn_shown_status(c, out->stored_status, out->enabled, out->has_refresh_token,
                                         out->access_expires_at, out->refresh_expires_at, now);
@@ -609,6 +617,17 @@ int conn_to_json(const struct connection *conn, const struct conf *c, struct buf
     if (!rc)
         rc = j_time(out, "last_error_at", conn->last_error_at);
     if (!rc)
+        rc = j_time(out, "last_sync_at", conn->last_sync_at);
+    if (!rc)
+        rc = j_time(out, "next_sync_at", conn->next_sync_at);
+    if (!rc)
+        rc = conn->last_sync_error[0] ? j_str(out, "last_sync_error", conn->last_sync_error)
+                                      : buf_adds(out, ",\"last_sync_error\":null");
+    if (!rc)
+        rc = j_time(out, "last_video_at", conn->last_video_at);
+    if (!rc)
+        rc = buf_printf(out, ",\"videos_seen\":%lld", conn->videos_seen);
+    if (!rc)
         rc = j_time(out, "created_at", conn->created_at);
     if (!rc)
         rc = j_time(out, "updated_at", conn->updated_at);
@@ -631,7 +650,8 @@ static const char sql_write_grant[] =
     " remote_meta = ?, status = 'active', scopes = ?, access_token = ?, refresh_token = ?,"
     " token_secret = ?, cookies = ?, secrets_key_id = ?, access_expires_at = " FROM_MS ","
     " refresh_expires_at = " FROM_MS ", refresh_due_at = " FROM_MS ", last_checked_at = NOW(3),"
-    " last_error = '', last_error_at = NULL WHERE id = ?";
+    " last_error = '', last_error_at = NULL,"
+    " next_sync_at = IF(platform = 'tiktok', NOW(3), NULL) WHERE id = ?";
 
 struct upsert {
     struct secretbox *sb;
@@ -903,7 +923,8 @@ static const char sql_lock_status[] =
     "SELECT user_id, platform, username, remote_id, status FROM connections WHERE id = ? FOR UPDATE";
 
 static const char sql_needs_reauth[] =
-    "UPDATE connections SET status = 'needs_reauth', refresh_due_at = NULL, last_error = ?,"
+    "UPDATE connections SET status = 'needs_reauth', refresh_due_at = NULL, next_sync_at = NULL,"
+    " last_error = ?,"
     " last_error_at = NOW(3) WHERE id = ?";
 
 static const char sql_reauth_alert[] =
@@ -1031,15 +1052,23 @@ static int update_tx(struct db *db, void *arg)
     /* Nothing is due while disabled; enabled again, it is checked at
      * the next scan, unless it needs reconnecting. */
     if (!rc && u->have_enabled && !u->enabled)
-        rc = db_exec(db, "UPDATE connections SET enabled = 0, refresh_due_at = NULL WHERE id = ?",
-                     id, 1, NULL, NULL);
+        rc = db_exec(db, "UPDATE connections SET enabled = 0, refresh_due_at = NULL,"
+                         " next_sync_at = NULL WHERE id = ?", id, 1, NULL, NULL);
     if (!rc && u->have_enabled && u->enabled)
         rc = db_exec(db, "UPDATE connections SET enabled = 1,"
-                         " refresh_due_at = IF(status = 'needs_reauth', NULL, NOW(3))"
-                         " WHERE id = ? AND enabled = 0", id, 1, NULL, NULL);
+                         " refresh_due_at = IF(status = 'needs_reauth', NULL, NOW(3)),"
+                         " next_sync_at = IF(platform = 'tiktok' AND status <> 'needs_reauth',"
+                         " NOW(3), NULL) WHERE id = ? AND enabled = 0", id, 1, NULL, NULL);
     if (!rc && u->have_sync_interval) {
         struct db_param w[] = { u->sync_interval_s ? DB_I64(u->sync_interval_s) : DB_NULL, DB_I64(t->id) };
         rc = db_exec(db, "UPDATE connections SET sync_interval_s = ? WHERE id = ?", w, 2, NULL, NULL);
+    }
+    /* A shorter interval takes effect within one new interval. */
+    if (!rc && u->have_sync_interval && u->sync_interval_s) {
+        struct db_param w[] = { DB_I64(u->sync_interval_s), DB_I64(t->id) };
+        rc = db_exec(db, "UPDATE connections SET next_sync_at = LEAST(next_sync_at,"
+                         " NOW(3) + INTERVAL ? SECOND) WHERE id = ? AND next_sync_at IS NOT NULL",
+                     w, 2, NULL, NULL);
     }
     return rc;
 }

@@ -73,6 +73,14 @@ struct connection {
     long long last_error_at;
     long long created_at;
     long long updated_at;
+    /* The sync schedule of a source (sql/008_ingestion.sql). */
+    long long last_sync_at;
+    long long next_sync_at;                 /* 0: no sync scheduled */
+    char last_sync_error[CONN_ERROR_MAX + 1];
+    long long last_video_at;
+    long long videos_seen;
+    int initial_sync_done;
+    int backfill;
 };
 
 /* Who is asking: a user sees their own rows; operators and admins all. */

@@ -229,6 +229,13 @@ static size_t on_body_to_fd(char *data, size_t size, size_t nitems, void *userda
         done += (size_t)w;
     }
     t->resp->body_bytes += (long long)len;
+    if (t->req->on_data) {
+        int rc = t->req->on_data(t->req->on_data_arg, data, len);
+        if (rc) {
+            transfer_abort(t, rc, "the download was stopped: %s", cp_strerror(rc));
+            return 0;
+        }
+    }
     return len;
 }
 

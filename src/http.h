@@ -40,6 +40,11 @@ struct http_request {
     size_t max_response;                 /* 0 = http_max_response */
     int out_fd;                          /* -1 = body kept in memory */
     long long max_download;              /* cap when streaming to out_fd; 0 = max_response */
+    /* When streaming to out_fd: called with each chunk once it is written
+     * (to hash it or show progress on the way); a non-zero CP_E* return
+     * stops the transfer and http_do returns it.  NULL = none. */
+    int (*on_data)(void *arg, const void *data, size_t len);
+    void *on_data_arg;
 };
 
 /* Fill a request with defaults: GET, no body, no headers, fds -1. */

@@ -23,6 +23,14 @@ const struct job_kind job_kinds[] = {
       "does nothing (tests and benchmarks)" },
     { "sleep", "default", 5, MINUTES(10), 1,
       "sleeps {\"ms\":N} milliseconds, reporting progress (tests)" },
+    { "sync.plan", "maintenance", 3, MINUTES(10), 0,
+      "enqueue tiktok.sync for every enabled TikTok connection whose next sync has come" },
+    { "tiktok.sync", "default", 5, MINUTES(10), 0,
+      "list one TikTok connection's new videos and record them {\"connection_id\":N,\"backfill\":bool}" },
+    { "video.fetch", "media", 5, MINUTES(60), 0,
+      "download one video's media into storage {\"video_id\":N}" },
+    { "video.probe", "media", 5, MINUTES(10), 0,
+      "probe one stored video and make its thumbnail {\"video_id\":N}" },
 };
 
 const size_t job_nkinds = sizeof job_kinds / sizeof job_kinds[0];

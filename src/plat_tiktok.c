@@ -7,6 +7,7 @@
 #include "json.h"
 #include "pkce.h"
 #include "plat_internal.h"
+#include "videos.h"
 
 /*
  * TikTok: Login Kit v2 (OAuth 2 with PKCE, client_key instead of
@@ -432,4 +433,138 @@ int tiktok_check(struct plat_ctx *pc, const struct plat_creds *cur, struct plat_
     if (plat_need_token(cur->access_token, "access", "TikTok user info", err))
         return CP_EINVAL;
     return user_info(pc, cur->access_token, NULL, acct, err);
+}
+
+/* ------------------------------------------------------- video list -- */
+
+#define LIST_FIELDS "id,create_time,cover_image_url,share_url,video_description,duration," \
+                    "height,width,title,embed_link"
+
+static void listing_text(struct json_object *o, const char *key, char *dst, size_t cap)
+{
+    const char *s = NULL;
+
+    if (json_get_string(o, key, &s) == 0)
+        plat_copy_text(dst, cap, s);
+}
+
+static void listing_url(struct json_object *o, const char *key, char *dst, size_t cap)
+{
+    const char *s = NULL;
+
+    dst[0] = '\0';
+    if (json_get_string(o, key, &s) == 0)
+        copy_url(dst, cap, s);
+}
+
+static int parse_video_list(const char *body, size_t len, struct video_listing *out, size_t cap,
+                            size_t *n, long long *next_cursor, int *has_more,
+                            struct plat_error *err)
+{
+    static const char what[] = "TikTok video list";
+    struct json_object *root = NULL, *data, *videos, *more;
+    char scratch[VIDEO_REMOTE_ID_MAX];
+    size_t count;
+    long long cursor = 0;
+    int rc = 0;
+
+    *n = 0;
+    *next_cursor = 0;
+    *has_more = 0;
+    if (plat_json_parse(body, len, &root))
+        return plat_error_unexpected(err, 200, what, "not a JSON object");
+    if (json_get_object(root, "data", &data) || json_get_array(data, "videos", &videos)) {
+        rc = plat_error_unexpected(err, 200, what, "no data.videos");
+        goto out;
+    }
+    count = json_object_array_length(videos);
+    if (count > cap) {
+        rc = plat_error_unexpected(err, 200, what, "more videos than asked for");
+        goto out;
+    }
+    for (size_t i = 0; i < count; i++) {
+        struct json_object *v = json_object_array_get_idx(videos, i);
+        struct video_listing *l = &out[i];
+        const char *id;
+
+        memset(l, 0, sizeof *l);
+        id = v && json_object_is_type(v, json_type_object)
+                 ? plat_json_text(v, "id", scratch, sizeof scratch) : NULL;
+        if (!id || !*id || strlen(id) >= sizeof l->remote_id) {
+            rc = plat_error_unexpected(err, 200, what, "a video without an id");
+            goto out;
+        }
+        snprintf(l->remote_id, sizeof l->remote_id, "%s", id);
+        l->create_time_s = plat_json_seconds(v, "create_time");
+        l->duration_s = plat_json_seconds(v, "duration");
+        l->width = plat_json_seconds(v, "width");
+        l->height = plat_json_seconds(v, "height");
+        listing_text(v, "title", l->title, sizeof l->title);
+        listing_text(v, "video_description", l->description, sizeof l->description);
+        listing_url(v, "share_url", l->share_url, sizeof l->share_url);
+        listing_url(v, "cover_image_url", l->cover_url, sizeof l->cover_url);
+        listing_url(v, "embed_link", l->embed_link, sizeof l->embed_link);
+    }
+    /* The cursor is a time in ms, past plat_json_seconds()'s range. */
+    if (json_object_object_get_ex(data, "cursor", &more) && more &&
+        json_object_is_type(more, json_type_int))
+        cursor = json_object_get_int64(more);
+    if (json_object_object_get_ex(data, "has_more", &more) && more &&
+        json_object_is_type(more, json_type_boolean))
+        *has_more = json_object_get_boolean(more) ? 1 : 0;
+    *n = count;
+    *next_cursor = cursor;
+out:
+    json_object_put(root);
+    return rc;
+}
+
+int tiktok_list_videos(struct plat_ctx *pc, const struct plat_creds *cur, long long cursor,
+                       struct video_listing *out, size_t cap, size_t *n, long long *next_cursor,
+                       int *has_more, struct plat_error *err)
+{
+    static const char what[] = "TikTok video list";
+    struct http_response resp;
+    struct buf url, auth, body;
+    int rc;
+
+    *n = 0;
+    *next_cursor = 0;
+    *has_more = 0;
+    memset(err, 0, sizeof *err);
+    if (cur->kind != AUTH_OAUTH2) {
+        plat_error_set(err, PLAT_FATAL, 0, "listing_needs_oauth",
+                       "%s: listing videos needs an OAuth connection; reconnect the account "
+                       "through TikTok's login instead of cookies", what);
+        return CP_EINVAL;
+    }
+    if (cap == 0 || cap > TIKTOK_LIST_PAGE_MAX || cursor < 0) {
+        plat_error_set(err, PLAT_FATAL, 0, "invalid_params", "%s: a page holds 1 to %d videos",
+                       what, TIKTOK_LIST_PAGE_MAX);
+        return CP_EINVAL;
+    }
+    if (plat_need_token(cur->access_token, "access", what, err))
+        return CP_EINVAL;
+    buf_init(&url, URL_MAX);
+    buf_init(&auth, PLAT_TOKEN_MAX + 16);
+    buf_init(&body, 128);
+    if (plat_url(&url, pc->conf->tiktok_api_url, "/v2/video/list/?fields=%s", LIST_FIELDS) ||
+        plat_bearer(&auth, cur->access_token) ||
+        (cursor > 0 ? buf_printf(&body, "{\"cursor\":%lld,\"max_count\":%zu}", cursor, cap)
+                    : buf_printf(&body, "{\"max_count\":%zu}", cap))) {
+        rc = plat_no_memory(err, what);
+        goto out;
+    }
+    rc = plat_send(pc, &plat_tiktok_rules, "POST", buf_str(&url), buf_str(&auth),
+                   "application/json", &body, what, &resp, err);
+    if (!rc) {
+        rc = parse_video_list(resp.body.data, resp.body.len, out, cap, n, next_cursor,
+                                     has_more, err);
+        plat_response_free(&resp);
+    }
+out:
+    plat_buf_wipe(&auth);
+    buf_free(&url);
+    buf_free(&body);
+    return rc;
 }

@@ -199,4 +199,20 @@ long long plat_retry_after_ms(const struct http_response *resp);
 #define PLAT_COOKIES_MAX (32 * 1024)
 int tiktok_cookies_normalize(const char *text, struct buf *out, struct buf *why);
 
+/*
+ * TikTok's video list: one page of the account's videos, newest first
+ * (POST /v2/video/list/ with the Display API fields), from cursor (0 =
+ * the newest) into out[cap] (cap up to TIKTOK_LIST_PAGE_MAX), with the
+ * cursor of the next page and whether there is one.  Pages may be
+ * shorter than asked while has_more is set.  Cookie connections cannot
+ * use the Display API: CP_EINVAL, PLAT_FATAL "listing_needs_oauth".
+ * Failures are classified by TikTok's table (rate limits PLAT_DEFER,
+ * access_token_invalid PLAT_REAUTH).
+ */
+#define TIKTOK_LIST_PAGE_MAX 20
+struct video_listing;
+int tiktok_list_videos(struct plat_ctx *pc, const struct plat_creds *cur, long long cursor,
+                       struct video_listing *out, size_t cap, size_t *n, long long *next_cursor,
+                       int *has_more, struct plat_error *err);
+
 #endif

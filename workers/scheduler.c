@@ -23,6 +23,7 @@ static const struct recurring_task recurring_fixed[] = {
     { "maintenance.prune_workers", "maintenance.prune_workers", NULL, NULL, HOUR },
     { "maintenance.prune_audit", "maintenance.prune_audit", NULL, NULL, DAY },
     { "maintenance.prune_sessions", "maintenance.prune_sessions", NULL, NULL, HOUR },
+    { "sync.plan", "sync.plan", NULL, NULL, 15 * 1000 },
 };
 #define NFIXED (sizeof recurring_fixed / sizeof recurring_fixed[0])
 /* The fixed tasks, then those whose interval is configured. */

@@ -20,6 +20,10 @@ const struct task tasks[] = {
     { "maintenance.prune_sessions", task_prune_sessions },
     { "noop", task_noop },
     { "sleep", task_sleep },
+    { "sync.plan", task_sync_plan },
+    { "tiktok.sync", task_tiktok_sync },
+    { "video.fetch", task_video_fetch },
+    { "video.probe", task_video_probe },
 };
 const size_t ntasks = sizeof tasks / sizeof tasks[0];
 

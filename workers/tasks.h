@@ -132,4 +132,12 @@ int task_prune_sessions(struct task_ctx *ctx);
 int task_connection_refresh(struct task_ctx *ctx);
 int task_connections_plan(struct task_ctx *ctx);
 
+/* Source syncs (task_sync.c). */
+int task_tiktok_sync(struct task_ctx *ctx);
+int task_sync_plan(struct task_ctx *ctx);
+
+/* Media of recorded videos (task_media.c). */
+int task_video_fetch(struct task_ctx *ctx);
+int task_video_probe(struct task_ctx *ctx);
+
 #endif

@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from authlib import add_user, sign_in
-from stack import ROOT
+from stack import ROOT, stack_sql
 
 
 def bearer(token):
@@ -58,6 +58,22 @@ def make_connection(stack, owner):
     return int(out["connection_id"])
 
 
+def make_video(stack, owner):
+    """A video of the owner's, recorded on one of their connections."""
+    cid = make_connection(stack, owner)
+    remote = str(uuid.uuid4().int)[:19]
+    stack_sql(stack, "INSERT INTO videos (user_id, connection_id, remote_id, state)"
+                     " SELECT user_id, id, '%s', 'known' FROM connections WHERE id = %d" % (remote, cid))
+    rows = stack_sql(stack, "SELECT id FROM videos WHERE connection_id = %d AND remote_id = '%s'"
+                            % (cid, remote))
+    return int(rows[0][0])
+
+
+def video_there(stack, owner, vid):
+    return stack.request("GET", "/api/v1/videos/%d" % vid,
+                         headers=bearer(owner.access)).status == 200
+
+
 def connection_there(stack, owner, cid):
     return stack.request("GET", "/api/v1/connections/%d" % cid,
                          headers=bearer(owner.access)).status == 200
@@ -97,6 +113,16 @@ OWNED = {
         make_connection,
         [("POST", {})],
         connection_there,
+    ),
+    "/api/v1/connections/{id}/sync": (
+        make_connection,
+        [("POST", {})],
+        connection_there,
+    ),
+    "/api/v1/videos/{id}": (
+        make_video,
+        [("GET", None)],
+        video_there,
     ),
 }
 

@@ -53,6 +53,11 @@ static const char *const all_keys[] = {
     "oauth_state_ttl", "oauth_return_path", "token_refresh_margin",
     "token_refresh_margin_long", "connection_check_interval",
     "connection_expiring_window", "connection_scan_interval", "sync_interval",
+    "storage_backend", "storage_dir", "media_url_secret", "media_url_ttl",
+    "s3_endpoint", "s3_bucket", "s3_region", "s3_access_key", "s3_secret_key",
+    "s3_part_size", "media_max_bytes", "fetch_command", "fetch_timeout",
+    "ffprobe_command", "ffmpeg_command", "sync_interval_min",
+    "sync_interval_max", "webhook_max_age",
 };
 #define NKEYS (sizeof all_keys / sizeof all_keys[0])
 

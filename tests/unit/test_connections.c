@@ -172,7 +172,8 @@ static void test_json(void **state)
         "id", "user_id", "platform", "auth_kind", "remote_id", "username", "display_name",
         "avatar_url", "status", "enabled", "sync_interval", "effective_sync_interval", "scopes",
         "has_refresh_token", "token_expires_at", "refresh_token_expires_at", "next_refresh_at",
-        "last_refreshed_at", "last_checked_at", "last_error", "last_error_at", "created_at",
+        "last_refreshed_at", "last_checked_at", "last_error", "last_error_at", "last_sync_at",
+        "next_sync_at", "last_sync_error", "last_video_at", "videos_seen", "created_at",
         "updated_at", "sandbox",
     };
     struct conf *c = test_conf();

@@ -72,6 +72,10 @@ static const struct expected_kind expected_kinds[] = {
     { "maintenance.prune_sessions", "maintenance", 3, 600000, 0 },
     { "noop", "default", 5, 60000, 1 },
     { "sleep", "default", 5, 600000, 1 },
+    { "sync.plan", "maintenance", 3, 600000, 0 },
+    { "tiktok.sync", "default", 5, 600000, 0 },
+    { "video.fetch", "media", 5, 3600000, 0 },
+    { "video.probe", "media", 5, 600000, 0 },
 };
 
 static void test_kinds_find(void **state)

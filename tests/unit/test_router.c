@@ -15,19 +15,19 @@
 static void h_dummy(struct request *req) { (void)req; }
 
 static const struct route table[] = {
-    { M_GET, "/healthz", ROLE_PUBLIC, h_dummy },
-    { M_GET | M_POST, "/api/v1/users", ROLE_ADMIN, h_dummy },
-    { M_GET | M_PATCH | M_DELETE, "/api/v1/users/{id}", ROLE_ADMIN, h_dummy },
-    { M_POST, "/api/v1/users/{id}/revoke-sessions", ROLE_ADMIN, h_dummy },
-    { M_POST, "/api/v1/connections/{platform}/authorize", ROLE_USER, h_dummy },
-    { M_GET, "/api/v1/connections/{id}", ROLE_USER, h_dummy },
-    { M_GET, "/api/v1/a/{x}/b/{y}", ROLE_USER, h_dummy },
+    { M_GET, "/healthz", ROLE_PUBLIC, h_dummy, 0 },
+    { M_GET | M_POST, "/api/v1/users", ROLE_ADMIN, h_dummy, 0 },
+    { M_GET | M_PATCH | M_DELETE, "/api/v1/users/{id}", ROLE_ADMIN, h_dummy, 0 },
+    { M_POST, "/api/v1/users/{id}/revoke-sessions", ROLE_ADMIN, h_dummy, 0 },
+    { M_POST, "/api/v1/connections/{platform}/authorize", ROLE_USER, h_dummy, 0 },
+    { M_GET, "/api/v1/connections/{id}", ROLE_USER, h_dummy, 0 },
+    { M_GET, "/api/v1/a/{x}/b/{y}", ROLE_USER, h_dummy, 0 },
     /* Parameters before literals on purpose: the literal must still win. */
-    { M_GET, "/api/v1/jobs/{id}", ROLE_USER, h_dummy },
-    { M_POST, "/api/v1/jobs/{id}/retry", ROLE_USER, h_dummy },
-    { M_GET, "/api/v1/jobs/dead", ROLE_USER, h_dummy },
-    { M_POST, "/api/v1/jobs/dead/retry", ROLE_USER, h_dummy },
-    { M_GET, "/api/v1/{x}/dead", ROLE_USER, h_dummy },
+    { M_GET, "/api/v1/jobs/{id}", ROLE_USER, h_dummy, 0 },
+    { M_POST, "/api/v1/jobs/{id}/retry", ROLE_USER, h_dummy, 0 },
+    { M_GET, "/api/v1/jobs/dead", ROLE_USER, h_dummy, 0 },
+    { M_POST, "/api/v1/jobs/dead/retry", ROLE_USER, h_dummy, 0 },
+    { M_GET, "/api/v1/{x}/dead", ROLE_USER, h_dummy, 0 },
 };
 #define NTABLE (sizeof table / sizeof table[0])
 
