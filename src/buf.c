@@ -196,3 +196,15 @@ int buf_add_percent_encoded(struct buf *b, const char *s, size_t n, const char *
     }
     return rc;
 }
+
+void buf_setf(struct buf *b, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!b)
+        return;
+    buf_reset(b);
+    va_start(ap, fmt);
+    (void)buf_vprintf(b, fmt, ap);
+    va_end(ap);
+}

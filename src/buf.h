@@ -46,6 +46,12 @@ int buf_printf(struct buf *b, const char *fmt, ...)
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 
+/* Replace the contents with printf-formatted text (a sentence for a
+ * caller's error buffer); NULL b is a no-op, and text past the cap is
+ * dropped. */
+void buf_setf(struct buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* Append s as the inside of a JSON string (quotes not included). */
 int buf_add_json_escaped(struct buf *b, const char *s, size_t n);
 

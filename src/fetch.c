@@ -26,20 +26,6 @@ int fetch_failure_transient(enum fetch_failure f)
     return f == FETCH_TRANSIENT;
 }
 
-static void set_err(struct buf *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_err(struct buf *err, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err)
-        return;
-    buf_reset(err);
-    va_start(ap, fmt);
-    buf_vprintf(err, fmt, ap);
-    va_end(ap);
-}
-
 static void to_hex(const unsigned char *md, unsigned n, char *hex)
 {
     static const char digits[] = "0123456789abcdef";
@@ -169,30 +155,30 @@ static int finish_file(const struct conf *c, const char *path, long long max_byt
     if (!out->sha256[0]) {
         rc = fetch_hash_file(path, &out->bytes, out->sha256);
         if (rc) {
-            set_err(err, "the downloaded file could not be read");
+            buf_setf(err, "the downloaded file could not be read");
             out->failure = FETCH_TRANSIENT;
             return CP_EIO;
         }
     }
     if (out->bytes > max_bytes) {
-        set_err(err, "too large: the media is over the %lld-byte limit", max_bytes);
+        buf_setf(err, "too large: the media is over the %lld-byte limit", max_bytes);
         out->failure = FETCH_TOO_LARGE;
         return CP_ETOOBIG;
     }
     if (out->bytes == 0) {
-        set_err(err, "not a video: the download is empty");
+        buf_setf(err, "not a video: the download is empty");
         out->failure = FETCH_NOT_VIDEO;
         return CP_EPROTO;
     }
     char type[64];
     rc = fetch_check_video(c, path, type);
     if (rc == CP_ETIMEDOUT || rc == CP_EIO) {
-        set_err(err, "the downloaded file could not be checked (ffprobe failed to run)");
+        buf_setf(err, "the downloaded file could not be checked (ffprobe failed to run)");
         out->failure = FETCH_TRANSIENT;
         return CP_ERETRY;
     }
     if (rc) {
-        set_err(err, "not a video: the download is neither MP4/MOV nor a stream ffprobe can read");
+        buf_setf(err, "not a video: the download is neither MP4/MOV nor a stream ffprobe can read");
         out->failure = FETCH_NOT_VIDEO;
         return CP_EPROTO;
     }
@@ -268,13 +254,13 @@ int fetch_url_to_file_progress(const struct conf *c, struct http_client *http,
     url_for_log(url ? url : "", where, sizeof where);
     if (!url || !path) {
         out->failure = FETCH_PERMANENT;
-        set_err(err, "no media URL");
+        buf_setf(err, "no media URL");
         return CP_EINVAL;
     }
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
         out->failure = FETCH_TRANSIENT;
-        set_err(err, "the scratch file could not be created: %s", strerror(errno));
+        buf_setf(err, "the scratch file could not be created: %s", strerror(errno));
         return CP_EIO;
     }
     if (!(s.md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(s.md, EVP_sha256(), NULL) != 1) {
@@ -307,7 +293,7 @@ int fetch_url_to_file_progress(const struct conf *c, struct http_client *http,
         if (fsync(fd) < 0 || close(fd) < 0) {
             fd = -1;
             out->failure = FETCH_TRANSIENT;
-            set_err(err, "writing the scratch file failed: %s", strerror(errno));
+            buf_setf(err, "writing the scratch file failed: %s", strerror(errno));
             rc = CP_EIO;
             goto out;
         }
@@ -318,23 +304,23 @@ int fetch_url_to_file_progress(const struct conf *c, struct http_client *http,
     if (rc == 0) {
         if (resp.status == 404 || resp.status == 410) {
             out->failure = FETCH_MISSING;
-            set_err(err, "missing: %s answered %ld", where, resp.status);
+            buf_setf(err, "missing: %s answered %ld", where, resp.status);
         } else if (resp.status == 408 || resp.status == 429 || resp.status >= 500) {
             out->failure = FETCH_TRANSIENT;
-            set_err(err, "%s answered %ld", where, resp.status);
+            buf_setf(err, "%s answered %ld", where, resp.status);
         } else {
             out->failure = FETCH_PERMANENT;
-            set_err(err, "%s refused the download with %ld", where, resp.status);
+            buf_setf(err, "%s refused the download with %ld", where, resp.status);
         }
     } else if (rc == CP_ETOOBIG) {
         out->failure = FETCH_TOO_LARGE;
-        set_err(err, "too large: the media is over the %lld-byte limit", max_bytes);
+        buf_setf(err, "too large: the media is over the %lld-byte limit", max_bytes);
     } else if (rc == CP_EINVAL) {
         out->failure = FETCH_PERMANENT;
-        set_err(err, "the media URL cannot be fetched: %s", resp.error);
+        buf_setf(err, "the media URL cannot be fetched: %s", resp.error);
     } else {
         out->failure = FETCH_TRANSIENT;
-        set_err(err, "the download failed: %s", resp.error);
+        buf_setf(err, "the download failed: %s", resp.error);
     }
     rc = failure_code(out->failure);
 
@@ -520,7 +506,7 @@ int fetch_with_downloader(const struct conf *c, const char *share_url, const cha
         max_bytes = c->media_max_bytes;
     if (!share_url || !*share_url || !path) {
         out->failure = FETCH_PERMANENT;
-        set_err(err, "no share URL to fetch");
+        buf_setf(err, "no share URL to fetch");
         rc = CP_EINVAL;
         goto out;
     }
@@ -536,7 +522,7 @@ int fetch_with_downloader(const struct conf *c, const char *share_url, const cha
     /* Left by an earlier run that was killed, or to be written now. */
     if (buf_printf(&cookie_path, "%s.cookies", path)) {
         out->failure = FETCH_PERMANENT;
-        set_err(err, "the download path is too long");
+        buf_setf(err, "the download path is too long");
         rc = CP_EINVAL;
         goto out;
     }
@@ -545,7 +531,7 @@ int fetch_with_downloader(const struct conf *c, const char *share_url, const cha
         rc = write_cookie_file(cookie_path.data, cookies);
         if (rc) {
             out->failure = FETCH_TRANSIENT;
-            set_err(err, "the cookies file could not be written");
+            buf_setf(err, "the cookies file could not be written");
             rc = CP_EIO;
             goto out;
         }
@@ -580,24 +566,24 @@ int fetch_with_downloader(const struct conf *c, const char *share_url, const cha
     }
     if (rc == CP_ETIMEDOUT) {
         out->failure = FETCH_TRANSIENT;
-        set_err(err, "the download of %s took longer than %lld s", where, c->fetch_timeout / 1000);
+        buf_setf(err, "the download of %s took longer than %lld s", where, c->fetch_timeout / 1000);
         rc = CP_ERETRY;
         goto out;
     }
     if (w.too_large) {
         out->failure = FETCH_TOO_LARGE;
-        set_err(err, "too large: the media is over the %lld-byte limit", max_bytes);
+        buf_setf(err, "too large: the media is over the %lld-byte limit", max_bytes);
         rc = CP_ETOOBIG;
         goto out;
     }
     if (rc == CP_EIO && r.exited && r.exit_code == 127) {
         out->failure = FETCH_TRANSIENT;
-        set_err(err, "the downloader (%s) is not installed", c->fetch_command);
+        buf_setf(err, "the downloader (%s) is not installed", c->fetch_command);
         goto out;
     }
     if (rc) {
         out->failure = FETCH_TRANSIENT;
-        set_err(err, "the download of %s was stopped: %s", where, cp_strerror(rc));
+        buf_setf(err, "the download of %s was stopped: %s", where, cp_strerror(rc));
         goto out;
     }
     if (!r.exited || r.exit_code != 0) {
@@ -605,16 +591,16 @@ int fetch_with_downloader(const struct conf *c, const char *share_url, const cha
         out->failure = classify_downloader(line);
         switch (out->failure) {
         case FETCH_MISSING:
-            set_err(err, "missing: %s (%s)", where, line);
+            buf_setf(err, "missing: %s (%s)", where, line);
             break;
         case FETCH_TOO_LARGE:
-            set_err(err, "too large: the media is over the %lld-byte limit", max_bytes);
+            buf_setf(err, "too large: the media is over the %lld-byte limit", max_bytes);
             break;
         default:
             if (r.exited)
-                set_err(err, "the downloader failed for %s (exit %d): %s", where, r.exit_code, line);
+                buf_setf(err, "the downloader failed for %s (exit %d): %s", where, r.exit_code, line);
             else
-                set_err(err, "the downloader was killed by signal %d", r.signal);
+                buf_setf(err, "the downloader was killed by signal %d", r.signal);
         }
         rc = failure_code(out->failure);
         goto out;
@@ -625,10 +611,10 @@ int fetch_with_downloader(const struct conf *c, const char *share_url, const cha
         if (contains_ci(r.out.data ? r.out.data : "", "max-filesize") ||
             contains_ci(r.err_tail, "max-filesize")) {
             out->failure = FETCH_TOO_LARGE;
-            set_err(err, "too large: the media is over the %lld-byte limit", max_bytes);
+            buf_setf(err, "too large: the media is over the %lld-byte limit", max_bytes);
         } else {
             out->failure = FETCH_PERMANENT;
-            set_err(err, "the downloader wrote no file for %s", where);
+            buf_setf(err, "the downloader wrote no file for %s", where);
         }
         rc = failure_code(out->failure);
         goto out;

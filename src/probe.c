@@ -593,20 +593,6 @@ out:
     return rc;
 }
 
-static void set_err(struct buf *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_err(struct buf *err, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err)
-        return;
-    buf_reset(err);
-    va_start(ap, fmt);
-    buf_vprintf(err, fmt, ap);
-    va_end(ap);
-}
-
 /* The last non-empty line of a program's stderr, for messages. */
 static void last_line(const char *tail, char *dst, size_t cap)
 {
@@ -634,27 +620,27 @@ int probe_file(const struct conf *c, const char *path, struct video_probe *out, 
     rc = probe_run(c->ffprobe_command, args, sizeof args / sizeof args[0], PROBE_TIMEOUT_MS,
                    PROBE_MAX_JSON, NULL, NULL, &r);
     if (rc) {
-        set_err(err, rc == CP_ETIMEDOUT ? "ffprobe took too long" : "ffprobe could not be run");
+        buf_setf(err, rc == CP_ETIMEDOUT ? "ffprobe took too long" : "ffprobe could not be run");
         goto out;
     }
     if (r.out_overflow) {
-        set_err(err, "ffprobe printed more than %d bytes", PROBE_MAX_JSON);
+        buf_setf(err, "ffprobe printed more than %d bytes", PROBE_MAX_JSON);
         rc = CP_EPROTO;
         goto out;
     }
     if (!r.exited || r.exit_code != 0) {
         last_line(r.err_tail, why, sizeof why);
-        set_err(err, "not a video: ffprobe cannot read it (%s)", why[0] ? why : "no reason given");
+        buf_setf(err, "not a video: ffprobe cannot read it (%s)", why[0] ? why : "no reason given");
         rc = CP_EPROTO;
         goto out;
     }
     rc = probe_parse_json(r.out.data, r.out.len, &p);
     if (rc == CP_ENOTFOUND) {
-        set_err(err, "not a video: no video stream");
+        buf_setf(err, "not a video: no video stream");
         goto out;
     }
     if (rc) {
-        set_err(err, "ffprobe's output could not be parsed");
+        buf_setf(err, "ffprobe's output could not be parsed");
         rc = CP_EPROTO;
         goto out;
     }
@@ -688,12 +674,12 @@ int probe_thumbnail(const struct conf *c, const char *video_path, long long dura
     rc = probe_run(c->ffmpeg_command, args, sizeof args / sizeof args[0], PROBE_TIMEOUT_MS,
                    64 * 1024, NULL, NULL, &r);
     if (rc) {
-        set_err(err, rc == CP_ETIMEDOUT ? "ffmpeg took too long" : "ffmpeg could not be run");
+        buf_setf(err, rc == CP_ETIMEDOUT ? "ffmpeg took too long" : "ffmpeg could not be run");
         goto out;
     }
     if (!r.exited || r.exit_code != 0 || stat(out_path, &st) < 0 || st.st_size == 0) {
         last_line(r.err_tail, why, sizeof why);
-        set_err(err, "ffmpeg made no thumbnail (%s)", why[0] ? why : "no reason given");
+        buf_setf(err, "ffmpeg made no thumbnail (%s)", why[0] ? why : "no reason given");
         rc = CP_EPROTO;
     }
 

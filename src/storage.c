@@ -75,19 +75,6 @@ static char *dup_trimmed(const char *s)
     return d;
 }
 
-static void set_err(struct buf *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_err(struct buf *err, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err)
-        return;
-    buf_reset(err);
-    va_start(ap, fmt);
-    (void)buf_vprintf(err, fmt, ap);
-    va_end(ap);
-}
-
 /* mkdir -p with mode 0750 for new directories. */
 static int make_dirs(const char *path)
 {
@@ -337,11 +324,11 @@ int storage_s3_complete_result(const char *xml, size_t len, struct buf *err)
     buf_init(&message, 256);
     if (xml && storage_s3_error(xml, len, &code, &message)) {
         rc = s3_code_transient(buf_str(&code)) ? CP_ERETRY : CP_EPROTO;
-        set_err(err, "S3 refused to complete the multipart upload: %s (%s)",
+        buf_setf(err, "S3 refused to complete the multipart upload: %s (%s)",
                 code.len ? buf_str(&code) : "no code", buf_str(&message));
     } else {
         rc = CP_EPROTO;
-        set_err(err, "S3 answered the multipart completion without a result");
+        buf_setf(err, "S3 answered the multipart completion without a result");
     }
     buf_free(&code);
     buf_free(&message);
@@ -376,7 +363,7 @@ static int parse_endpoint(struct storage *s, const char *endpoint, struct buf *e
     else if (strncmp(p, "http://", 7) == 0)
         host = p + 7;
     else {
-        set_err(err, "s3_endpoint must be an http:// or https:// URL");
+        buf_setf(err, "s3_endpoint must be an http:// or https:// URL");
         return CP_EINVAL;
     }
     slash = strchr(host, '/');
@@ -386,7 +373,7 @@ static int parse_endpoint(struct storage *s, const char *endpoint, struct buf *e
     if (!s->host || !s->path_prefix || !s->origin)
         return CP_ENOMEM;
     if (!*s->host || strpbrk(s->host, "?#@ ")) {
-        set_err(err, "s3_endpoint has no usable host");
+        buf_setf(err, "s3_endpoint has no usable host");
         return CP_EINVAL;
     }
     return 0;
@@ -400,7 +387,7 @@ int storage_open(const struct conf *c, struct storage **out, struct buf *err)
 
     *out = NULL;
     if (!c->storage_dir || !*c->storage_dir) {
-        set_err(err, "storage_dir is not set");
+        buf_setf(err, "storage_dir is not set");
         return CP_EINVAL;
     }
     s = calloc(1, sizeof *s);
@@ -422,7 +409,7 @@ int storage_open(const struct conf *c, struct storage **out, struct buf *err)
     }
     snprintf(s->scratch, n, "%s/%s", s->dir, SCRATCH_NAME);
     if (make_dirs(s->dir) || make_dirs(s->scratch)) {
-        set_err(err, "cannot create %s: %s", s->scratch, strerror(errno));
+        buf_setf(err, "cannot create %s: %s", s->scratch, strerror(errno));
         rc = CP_EIO;
         goto fail;
     }
@@ -434,7 +421,7 @@ int storage_open(const struct conf *c, struct storage **out, struct buf *err)
                               : !c->s3_region || !*c->s3_region         ? "s3_region"
                                                                         : NULL;
         if (missing) {
-            set_err(err, "storage_backend is s3 but %s is not set", missing);
+            buf_setf(err, "storage_backend is s3 but %s is not set", missing);
             rc = CP_EINVAL;
             goto fail;
         }
@@ -454,7 +441,7 @@ int storage_open(const struct conf *c, struct storage **out, struct buf *err)
         s->max_object = c->media_max_bytes > 0 ? c->media_max_bytes : 2LL << 30;
         rc = http_client_new(c, &s->http);
         if (rc) {
-            set_err(err, "cannot create the HTTP client of the S3 backend");
+            buf_setf(err, "cannot create the HTTP client of the S3 backend");
             goto fail;
         }
     }
@@ -537,7 +524,7 @@ static int local_copy_in(const char *src, const char *dest, struct buf *err)
     in = open(src, O_RDONLY | O_CLOEXEC);
     out = in < 0 ? -1 : open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (in < 0 || out < 0) {
-        set_err(err, "cannot copy %s into storage: %s", src, strerror(errno));
+        buf_setf(err, "cannot copy %s into storage: %s", src, strerror(errno));
         rc = CP_EIO;
         goto done;
     }
@@ -550,7 +537,7 @@ static int local_copy_in(const char *src, const char *dest, struct buf *err)
     if (!rc && rename(tmp, dest) != 0)
         rc = CP_EIO;
     if (rc)
-        set_err(err, "cannot copy %s into storage: %s", src, strerror(errno));
+        buf_setf(err, "cannot copy %s into storage: %s", src, strerror(errno));
 done:
     if (in >= 0)
         close(in);
@@ -571,25 +558,25 @@ static int local_put(struct storage *s, const char *key, const char *path, struc
 
     rc = local_path(s, key, dest, sizeof dest);
     if (rc) {
-        set_err(err, "storage key too long");
+        buf_setf(err, "storage key too long");
         return rc;
     }
     strcpy(parent, dest);
     slash = strrchr(parent, '/');
     *slash = '\0';
     if (make_dirs(parent)) {
-        set_err(err, "cannot create %s: %s", parent, strerror(errno));
+        buf_setf(err, "cannot create %s: %s", parent, strerror(errno));
         return CP_EIO;
     }
     /* The data reaches the disk before the name does, so a crash never
      * leaves a stored name over a partial file. */
     if (fsync_path(path)) {
-        set_err(err, "cannot sync %s: %s", path, strerror(errno));
+        buf_setf(err, "cannot sync %s: %s", path, strerror(errno));
         return errno == ENOENT ? CP_ENOTFOUND : CP_EIO;
     }
     if (rename(path, dest) != 0) {
         if (errno != EXDEV) {
-            set_err(err, "cannot move %s into storage: %s", path, strerror(errno));
+            buf_setf(err, "cannot move %s into storage: %s", path, strerror(errno));
             return CP_EIO;
         }
         rc = local_copy_in(path, dest, err);
@@ -597,7 +584,7 @@ static int local_put(struct storage *s, const char *key, const char *path, struc
             return rc;
     }
     if (fsync_dir_of(dest)) {
-        set_err(err, "cannot sync the directory of %s: %s", key, strerror(errno));
+        buf_setf(err, "cannot sync the directory of %s: %s", key, strerror(errno));
         return CP_EIO;
     }
     return 0;
@@ -614,12 +601,12 @@ static int local_get(struct storage *s, const char *key, int fd, long long *byte
         return rc;
     in = open(path, O_RDONLY | O_CLOEXEC);
     if (in < 0) {
-        set_err(err, "cannot open %s: %s", key, strerror(errno));
+        buf_setf(err, "cannot open %s: %s", key, strerror(errno));
         return errno == ENOENT ? CP_ENOTFOUND : CP_EIO;
     }
     rc = copy_fd(in, fd, bytes);
     if (rc)
-        set_err(err, "cannot copy %s: %s", key, strerror(errno));
+        buf_setf(err, "cannot copy %s: %s", key, strerror(errno));
     close(in);
     return rc;
 }
@@ -635,7 +622,7 @@ static int local_stat(struct storage *s, const char *key, long long *bytes, stru
     if (stat(path, &st) != 0) {
         if (errno == ENOENT)
             return CP_ENOTFOUND;
-        set_err(err, "cannot stat %s: %s", key, strerror(errno));
+        buf_setf(err, "cannot stat %s: %s", key, strerror(errno));
         return CP_EIO;
     }
     if (!S_ISREG(st.st_mode))
@@ -652,7 +639,7 @@ static int local_delete(struct storage *s, const char *key, struct buf *err)
     if (rc)
         return rc;
     if (unlink(path) != 0 && errno != ENOENT) {
-        set_err(err, "cannot remove %s: %s", key, strerror(errno));
+        buf_setf(err, "cannot remove %s: %s", key, strerror(errno));
         return CP_EIO;
     }
     return 0;
@@ -802,7 +789,7 @@ static int s3_outcome(int rc, const struct http_response *resp, const char *what
     int out;
 
     if (rc) {
-        set_err(err, "S3 %s failed: %s", what, resp->error[0] ? resp->error : cp_strerror(rc));
+        buf_setf(err, "S3 %s failed: %s", what, resp->error[0] ? resp->error : cp_strerror(rc));
         return rc == CP_ETOOBIG || rc == CP_EINVAL || rc == CP_ENOMEM ? rc : CP_ERETRY;
     }
     if (resp->status >= 200 && resp->status < 300)
@@ -817,7 +804,7 @@ static int s3_outcome(int rc, const struct http_response *resp, const char *what
         out = CP_ERETRY;
     else
         out = CP_EPROTO;
-    set_err(err, "S3 %s answered %ld%s%s%s%s", what, resp->status, code.len ? " " : "",
+    buf_setf(err, "S3 %s answered %ld%s%s%s%s", what, resp->status, code.len ? " " : "",
             buf_str(&code), message.len ? ": " : "", buf_str(&message));
     buf_free(&code);
     buf_free(&message);
@@ -900,7 +887,7 @@ static int s3_put_part(struct storage *s, const char *key, const char *upload_id
         if (!rc) {
             buf_reset(etag);
             if (http_response_header(&resp, "ETag", etag) || etag->len == 0) {
-                set_err(err, "S3 answered part %lld without an ETag", number);
+                buf_setf(err, "S3 answered part %lld without an ETag", number);
                 rc = CP_EPROTO;
             }
         } else if (rc == CP_ENOTFOUND) {
@@ -968,7 +955,7 @@ static int s3_put_multipart(struct storage *s, const char *key, int fd, long lon
     if (!rc) {
         rc = storage_s3_upload_id(resp.body.data ? resp.body.data : "", resp.body.len, &upload_id);
         if (rc)
-            set_err(err, "S3 answered the multipart initiation without an UploadId");
+            buf_setf(err, "S3 answered the multipart initiation without an UploadId");
     } else if (rc == CP_ENOTFOUND) {
         rc = CP_EPROTO;   /* NoSuchBucket */
     }
@@ -1005,7 +992,7 @@ static int s3_put(struct storage *s, const char *key, const char *path,
 
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &st) != 0) {
-        set_err(err, "cannot open %s: %s", path, strerror(errno));
+        buf_setf(err, "cannot open %s: %s", path, strerror(errno));
         rc = errno == ENOENT ? CP_ENOTFOUND : CP_EIO;
         if (fd >= 0)
             close(fd);
@@ -1055,7 +1042,7 @@ static int s3_stat(struct storage *s, const char *key, long long *bytes, struct 
         rc = http_response_header(&resp, "Content-Length", &length);
         n = rc ? -1 : strtoll(buf_str(&length), &end, 10);
         if (rc || errno || !end || *end || n < 0) {
-            set_err(err, "S3 answered the stat without a Content-Length");
+            buf_setf(err, "S3 answered the stat without a Content-Length");
             rc = CP_EPROTO;
         } else {
             *bytes = n;
@@ -1111,7 +1098,7 @@ static int check_key(const char *key, struct buf *err)
 {
     if (storage_key_ok(key))
         return 0;
-    set_err(err, "invalid storage key");
+    buf_setf(err, "invalid storage key");
     return CP_EINVAL;
 }
 

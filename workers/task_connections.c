@@ -35,51 +35,7 @@
 #define DEFER_DEFAULT_MS (60LL * 1000)
 /* Connections one plan run enqueues; more wait for the next run. */
 #define PLAN_BATCH 1000
-#define RING_ERROR_MAX 1024
 
-/* Per worker process: the key ring follows its file by itself, and the
- * HTTP client keeps connections to the platforms open between jobs. */
-static struct secretbox *process_box;
-static struct http_client *process_http;
-
-static int open_secretbox(struct task_ctx *ctx, struct secretbox **out)
-{
-    struct buf err;
-    int rc;
-
-    *out = NULL;
-    if (process_box) {
-        *out = process_box;
-        return TASK_OK;
-    }
-    if (!ctx->conf->secrets_key_file || !ctx->conf->secrets_key_file[0])
-        return task_fail(ctx, JOB_ERR_PERMANENT, 0, "secrets key ring is not configured");
-    buf_init(&err, RING_ERROR_MAX);
-    rc = secretbox_open_conf(ctx->conf, &process_box, &err);
-    if (rc) {
-        rc = task_fail(ctx, JOB_ERR_TRANSIENT, 0, "cannot read the secrets key ring: %s",
-                       err.len ? buf_str(&err) : cp_strerror(rc));
-        buf_free(&err);
-        return rc;
-    }
-    buf_free(&err);
-    *out = process_box;
-    return TASK_OK;
-}
-
-static int open_http(struct task_ctx *ctx, struct http_client **out)
-{
-    int rc;
-
-    *out = NULL;
-    if (!process_http) {
-        rc = http_client_new(ctx->conf, &process_http);
-        if (rc)
-            return task_fail(ctx, JOB_ERR_TRANSIENT, 0, "cannot make an HTTP client: %s", cp_strerror(rc));
-    }
-    *out = process_http;
-    return TASK_OK;
-}
 
 static long long wall_ms(void)
 {
@@ -131,7 +87,7 @@ static int platform_failed(struct task_ctx *ctx, long long id, const struct plat
 }
 
 static int refresh_one(struct task_ctx *ctx, const struct platform *p, const struct connection *conn,
-                       const struct conn_secrets *s, struct plat_ctx *pc)
+                       const struct conn_secrets *s, struct secretbox *sb, struct plat_ctx *pc)
 {
     struct plat_creds creds = {
         .kind = conn->auth_kind,
@@ -143,7 +99,6 @@ static int refresh_one(struct task_ctx *ctx, const struct platform *p, const str
     struct plat_error err = { 0 };
     struct plat_tokens tok = { 0 };
     struct plat_account acct;
-    struct secretbox *sb = process_box;
     int rc;
 
     if (conn->auth_kind == AUTH_OAUTH2 && p->refresh) {
@@ -189,7 +144,7 @@ int task_connection_refresh(struct task_ctx *ctx)
     rc = json_get_bool(ctx->payload, "force", &force);
     if (rc && rc != CP_ENOTFOUND)
         return task_fail(ctx, JOB_ERR_PERMANENT, 0, "payload \"force\" must be true or false");
-    if ((rc = open_secretbox(ctx, &sb)) != TASK_OK || (rc = open_http(ctx, &http)) != TASK_OK)
+    if ((rc = task_secretbox(ctx, &sb)) != TASK_OK || (rc = task_http(ctx, &http)) != TASK_OK)
         return rc;
 
     conn = calloc(1, sizeof *conn);
@@ -233,7 +188,7 @@ int task_connection_refresh(struct task_ctx *ctx)
     task_alive(ctx);
     {
         struct plat_ctx pc = { ctx->conf, http };
-        rc = refresh_one(ctx, p, conn, &secrets, &pc);
+        rc = refresh_one(ctx, p, conn, &secrets, sb, &pc);
     }
 out:
     conn_secrets_clear(&secrets);

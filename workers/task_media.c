@@ -23,8 +23,6 @@
 /* Per worker process: the storage backend, the key ring and the HTTP
  * client are opened once and kept between jobs. */
 static struct storage *process_storage;
-static struct secretbox *process_box;
-static struct http_client *process_http;
 
 static int open_storage(struct task_ctx *ctx, struct storage **out)
 {
@@ -45,44 +43,6 @@ static int open_storage(struct task_ctx *ctx, struct storage **out)
         buf_free(&err);
     }
     *out = process_storage;
-    return TASK_OK;
-}
-
-static int open_secretbox(struct task_ctx *ctx, struct secretbox **out)
-{
-    struct buf err;
-    int rc;
-
-    *out = NULL;
-    if (!process_box) {
-        if (!ctx->conf->secrets_key_file || !ctx->conf->secrets_key_file[0])
-            return task_fail(ctx, JOB_ERR_PERMANENT, 0, "secrets key ring is not configured");
-        buf_init(&err, ERR_MAX);
-        rc = secretbox_open_conf(ctx->conf, &process_box, &err);
-        if (rc) {
-            rc = task_fail(ctx, JOB_ERR_TRANSIENT, 0, "cannot read the secrets key ring: %s",
-                           err.len ? buf_str(&err) : cp_strerror(rc));
-            buf_free(&err);
-            return rc;
-        }
-        buf_free(&err);
-    }
-    *out = process_box;
-    return TASK_OK;
-}
-
-static int open_http(struct task_ctx *ctx, struct http_client **out)
-{
-    int rc;
-
-    *out = NULL;
-    if (!process_http) {
-        rc = http_client_new(ctx->conf, &process_http);
-        if (rc)
-            return task_fail(ctx, JOB_ERR_TRANSIENT, 0, "cannot make an HTTP client: %s",
-                             cp_strerror(rc));
-    }
-    *out = process_http;
     return TASK_OK;
 }
 
@@ -137,7 +97,7 @@ static int open_cookies(struct task_ctx *ctx, long long conn_id, struct conn_sec
     struct connection conn;
     int rc;
 
-    if ((rc = open_secretbox(ctx, &sb)) != TASK_OK)
+    if ((rc = task_secretbox(ctx, &sb)) != TASK_OK)
         return rc;
     rc = conn_open_secrets(ctx->db, sb, conn_id, &conn, secrets);
     if (rc == CP_ENOTFOUND)
@@ -193,7 +153,7 @@ int task_video_fetch(struct task_ctx *ctx)
     unlink(path);
 
     if (v.media_url[0]) {
-        if ((rc = open_http(ctx, &http)) != TASK_OK)
+        if ((rc = task_http(ctx, &http)) != TASK_OK)
             goto out;
         rc = fetch_url_to_file_progress(ctx->conf, http, v.media_url, path, 0, &progress, &fr,
                                         &err);

@@ -38,7 +38,6 @@
 /* A rate limit that did not say when it ends. */
 #define DEFER_DEFAULT_MS (60LL * 1000)
 #define PLAN_BATCH 1000
-#define RING_ERROR_MAX 1024
 
 /* Per worker process, as for the connection tasks. */
 static struct secretbox *sync_box;
@@ -62,31 +61,12 @@ static double jitter_unit(void)
     return (double)r / (double)0xFFFFFFFFu * 2.0 - 1.0;
 }
 
+/* The worker process's key ring and HTTP client (tasks.h). */
 static int open_tools(struct task_ctx *ctx)
 {
-    struct buf err;
-    int rc;
+    int rc = task_secretbox(ctx, &sync_box);
 
-    if (!sync_box) {
-        if (!ctx->conf->secrets_key_file || !ctx->conf->secrets_key_file[0])
-            return task_fail(ctx, JOB_ERR_PERMANENT, 0, "secrets key ring is not configured");
-        buf_init(&err, RING_ERROR_MAX);
-        rc = secretbox_open_conf(ctx->conf, &sync_box, &err);
-        if (rc) {
-            rc = task_fail(ctx, JOB_ERR_TRANSIENT, 0, "cannot read the secrets key ring: %s",
-                           err.len ? buf_str(&err) : cp_strerror(rc));
-            buf_free(&err);
-            return rc;
-        }
-        buf_free(&err);
-    }
-    if (!sync_http) {
-        rc = http_client_new(ctx->conf, &sync_http);
-        if (rc)
-            return task_fail(ctx, JOB_ERR_TRANSIENT, 0, "cannot make an HTTP client: %s",
-                             cp_strerror(rc));
-    }
-    return TASK_OK;
+    return rc != TASK_OK ? rc : task_http(ctx, &sync_http);
 }
 
 /* The schedule after a sync: next_sync_at from the adaptive interval

@@ -5,7 +5,9 @@
 #include <string.h>
 
 #include "err.h"
+#include "http.h"
 #include "log.h"
+#include "secretbox.h"
 #include "tasks.h"
 
 /* Progress is written to the job row at most this often. */
@@ -140,4 +142,49 @@ int task_should_stop(const struct task_ctx *ctx)
     if (ctx->fast_stop && *ctx->fast_stop)
         return 1;
     return ctx->slot && slot_stop_requested(ctx->slot) == SLOT_STOP_FAST;
+}
+
+/* Per worker process: the key ring follows its file by itself, and the
+ * HTTP client keeps connections to the platforms open between jobs. */
+#define TOOL_ERROR_MAX 1024
+static struct secretbox *process_box;
+static struct http_client *process_http;
+
+int task_secretbox(struct task_ctx *ctx, struct secretbox **out)
+{
+    struct buf err;
+    int rc;
+
+    *out = NULL;
+    if (process_box) {
+        *out = process_box;
+        return TASK_OK;
+    }
+    if (!ctx->conf->secrets_key_file || !ctx->conf->secrets_key_file[0])
+        return task_fail(ctx, JOB_ERR_PERMANENT, 0, "secrets key ring is not configured");
+    buf_init(&err, TOOL_ERROR_MAX);
+    rc = secretbox_open_conf(ctx->conf, &process_box, &err);
+    if (rc) {
+        rc = task_fail(ctx, JOB_ERR_TRANSIENT, 0, "cannot read the secrets key ring: %s",
+                       err.len ? buf_str(&err) : cp_strerror(rc));
+        buf_free(&err);
+        return rc;
+    }
+    buf_free(&err);
+    *out = process_box;
+    return TASK_OK;
+}
+
+int task_http(struct task_ctx *ctx, struct http_client **out)
+{
+    int rc;
+
+    *out = NULL;
+    if (!process_http) {
+        rc = http_client_new(ctx->conf, &process_http);
+        if (rc)
+            return task_fail(ctx, JOB_ERR_TRANSIENT, 0, "cannot make an HTTP client: %s", cp_strerror(rc));
+    }
+    *out = process_http;
+    return TASK_OK;
 }

@@ -116,6 +116,15 @@ void task_alive(struct task_ctx *ctx);
  * lease was lost. */
 int task_should_stop(const struct task_ctx *ctx);
 
+/* The worker process's view of the secrets key ring and its HTTP client,
+ * made on first use and kept for later jobs (the ring follows its file;
+ * the client keeps connections to the platforms open).  Return TASK_OK,
+ * or the value of task_fail() saying why they cannot be had. */
+struct secretbox;
+struct http_client;
+int task_secretbox(struct task_ctx *ctx, struct secretbox **out);
+int task_http(struct task_ctx *ctx, struct http_client **out);
+
 /* ------------------------------------------------------- handlers -- */
 
 /* Internal kinds for tests and benchmarks (task_internal.c). */
