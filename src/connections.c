@@ -221,22 +221,6 @@ static int reseal_stored(struct secretbox *sb, enum secret_col col, long long id
 
 /* ----------------------------------------------------------- helpers -- */
 
-static long long col_i64(const struct db_result *r, size_t row, size_t col)
-{
-    long long v = 0;
-
-    if (db_result_i64(r, row, col, &v))
-        return 0;
-    return v;
-}
-
-static void col_text(const struct db_result *r, size_t row, size_t col, char *out, size_t cap)
-{
-    const char *s = db_result_get(r, row, col);
-
-    snprintf(out, cap, "%s", s ? s : "");
-}
-
 /* A query that must find exactly one row; CP_ENOTFOUND when it does
  * not.  *out is the caller's to free either way. */
 static int query_one(struct db *db, const char *sql, const struct db_param *params,
@@ -310,12 +294,12 @@ static size_t utf8_chars(const char *s)
     return n;
 }
 
-static int scope_all(const struct conn_scope *scope)
+int conn_scope_all(const struct conn_scope *scope)
 {
     return !scope || scope->see_all;
 }
 
-static long long scope_user(const struct conn_scope *scope)
+long long conn_scope_user(const struct conn_scope *scope)
 {
     return scope ? scope->user_id : 0;
 }
@@ -343,36 +327,36 @@ static int row_to_conn(const struct db_result *r, size_t i, const struct conf *c
     if (!p || auth_kind_parse(db_result_get(r, i, 3), &out->auth_kind) ||
         conn_status_parse(db_result_get(r, i, 9), &out->stored_status))
         return CP_EDB;
-    out->id = col_i64(r, i, 0);
-    out->user_id = col_i64(r, i, 1);
+    out->id = db_result_int(r, i, 0);
+    out->user_id = db_result_int(r, i, 1);
     out->platform = p->id;
-    col_text(r, i, 4, out->remote_id, sizeof out->remote_id);
-    col_text(r, i, 5, out->username, sizeof out->username);
-    col_text(r, i, 6, out->display_name, sizeof out->display_name);
-    col_text(r, i, 7, out->avatar_url, sizeof out->avatar_url);
-    col_text(r, i, 8, out->remote_meta, sizeof out->remote_meta);
-    out->enabled = col_i64(r, i, 10) != 0;
-    out->sync_interval_s = col_i64(r, i, 11);
-    col_text(r, i, 12, out->scopes, sizeof out->scopes);
-    out->has_refresh_token = col_i64(r, i, 13) != 0;
-    out->secrets_key_id = (unsigned)col_i64(r, i, 14);
-    out->access_expires_at = col_i64(r, i, 15);
-    out->refresh_expires_at = col_i64(r, i, 16);
-    out->refresh_due_at = col_i64(r, i, 17);
-    out->token_refreshed_at = col_i64(r, i, 18);
-    out->last_checked_at = col_i64(r, i, 19);
-    col_text(r, i, 20, out->last_error, sizeof out->last_error);
-    out->last_error_at = col_i64(r, i, 21);
-    out->created_at = col_i64(r, i, 22);
-    out->updated_at = col_i64(r, i, 23);
-    now = col_i64(r, i, 24);
-    out->last_sync_at = col_i64(r, i, 25);
-    out->next_sync_at = col_i64(r, i, 26);
-    col_text(r, i, 27, out->last_sync_error, sizeof out->last_sync_error);
-    out->last_video_at = col_i64(r, i, 28);
-    out->videos_seen = col_i64(r, i, 29);
-    out->initial_sync_done = col_i64(r, i, 30) != 0;
-    out->backfill = col_i64(r, i, 31) != 0;
+    db_result_text(r, i, 4, out->remote_id, sizeof out->remote_id);
+    db_result_text(r, i, 5, out->username, sizeof out->username);
+    db_result_text(r, i, 6, out->display_name, sizeof out->display_name);
+    db_result_text(r, i, 7, out->avatar_url, sizeof out->avatar_url);
+    db_result_text(r, i, 8, out->remote_meta, sizeof out->remote_meta);
+    out->enabled = db_result_int(r, i, 10) != 0;
+    out->sync_interval_s = db_result_int(r, i, 11);
+    db_result_text(r, i, 12, out->scopes, sizeof out->scopes);
+    out->has_refresh_token = db_result_int(r, i, 13) != 0;
+    out->secrets_key_id = (unsigned)db_result_int(r, i, 14);
+    out->access_expires_at = db_result_int(r, i, 15);
+    out->refresh_expires_at = db_result_int(r, i, 16);
+    out->refresh_due_at = db_result_int(r, i, 17);
+    out->token_refreshed_at = db_result_int(r, i, 18);
+    out->last_checked_at = db_result_int(r, i, 19);
+    db_result_text(r, i, 20, out->last_error, sizeof out->last_error);
+    out->last_error_at = db_result_int(r, i, 21);
+    out->created_at = db_result_int(r, i, 22);
+    out->updated_at = db_result_int(r, i, 23);
+    now = db_result_int(r, i, 24);
+    out->last_sync_at = db_result_int(r, i, 25);
+    out->next_sync_at = db_result_int(r, i, 26);
+    db_result_text(r, i, 27, out->last_sync_error, sizeof out->last_sync_error);
+    out->last_video_at = db_result_int(r, i, 28);
+    out->videos_seen = db_result_int(r, i, 29);
+    out->initial_sync_done = db_result_int(r, i, 30) != 0;
+    out->backfill = db_result_int(r, i, 31) != 0;
     if (c)
         out->status = conn_shown_status(c, out->stored_status, out->enabled, out->has_refresh_token,
                                         out->access_expires_at, out->refresh_expires_at, now);
@@ -387,7 +371,7 @@ static const char sql_get[] =
 int conn_get(struct db *db, const struct conf *c, const struct conn_scope *scope, long long id,
              struct connection *out)
 {
-    struct db_param p[] = { DB_I64(id), DB_I64(scope_all(scope)), DB_I64(scope_user(scope)) };
+    struct db_param p[] = { DB_I64(id), DB_I64(conn_scope_all(scope)), DB_I64(conn_scope_user(scope)) };
     struct db_result *r = NULL;
     int rc;
 
@@ -456,7 +440,7 @@ int conn_list(struct db *db, const struct conf *c, const struct conn_scope *scop
     *more = 0;
     if (f->limit < 1 || f->limit > LIST_LIMIT_MAX || f->after_id < 0)
         return CP_EINVAL;
-    if (!scope_all(scope)) {
+    if (!conn_scope_all(scope)) {
         if (user && user != scope->user_id)
             return 0;
         user = scope->user_id;
@@ -534,39 +518,7 @@ out:
 
 /* ------------------------------------------------------------- JSON -- */
 
-static int j_key(struct buf *b, const char *key)
-{
-    return buf_printf(b, ",\"%s\":", key);
-}
-
-static int j_str(struct buf *b, const char *key, const char *v)
-{
-    int rc;
-
-    if ((rc = j_key(b, key)) || (rc = buf_addc(b, '"')) ||
-        (rc = buf_add_json_escaped(b, v, strlen(v))))
-        return rc;
-    return buf_addc(b, '"');
-}
-
 /* ISO 8601 UTC with milliseconds, or null for 0. */
-static int j_time(struct buf *b, const char *key, long long ms)
-{
-    char text[40];
-    struct tm tm;
-    time_t sec;
-    int rc;
-
-    if ((rc = j_key(b, key)))
-        return rc;
-    if (ms <= 0)
-        return buf_adds(b, "null");
-    sec = (time_t)(ms / 1000);
-    if (!gmtime_r(&sec, &tm) || !strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &tm))
-        return CP_EINVAL;
-    return buf_printf(b, "\"%s.%03lldZ\"", text, ms % 1000);
-}
-
 int conn_to_json(const struct connection *conn, const struct conf *c, struct buf *out)
 {
     const struct platform *p = platform_get(conn->platform);
@@ -577,19 +529,19 @@ int conn_to_json(const struct connection *conn, const struct conf *c, struct buf
         return CP_EINVAL;
     rc = buf_printf(out, "{\"id\":%lld,\"user_id\":%lld", conn->id, conn->user_id);
     if (!rc)
-        rc = j_str(out, "platform", p->name);
+        rc = json_member_str(out, "platform", p->name);
     if (!rc)
-        rc = j_str(out, "auth_kind", auth_kind_name(conn->auth_kind));
+        rc = json_member_str(out, "auth_kind", auth_kind_name(conn->auth_kind));
     if (!rc)
-        rc = j_str(out, "remote_id", conn->remote_id);
+        rc = json_member_str(out, "remote_id", conn->remote_id);
     if (!rc)
-        rc = j_str(out, "username", conn->username);
+        rc = json_member_str(out, "username", conn->username);
     if (!rc)
-        rc = j_str(out, "display_name", conn->display_name);
+        rc = json_member_str(out, "display_name", conn->display_name);
     if (!rc)
-        rc = j_str(out, "avatar_url", conn->avatar_url);
+        rc = json_member_str(out, "avatar_url", conn->avatar_url);
     if (!rc)
-        rc = j_str(out, "status", conn_status_name(conn->status));
+        rc = json_member_str(out, "status", conn_status_name(conn->status));
     if (!rc)
         rc = buf_printf(out, ",\"enabled\":%s", conn->enabled ? "true" : "false");
     if (!rc)
@@ -598,39 +550,39 @@ int conn_to_json(const struct connection *conn, const struct conf *c, struct buf
     if (!rc)
         rc = buf_printf(out, ",\"effective_sync_interval\":%lld", effective);
     if (!rc)
-        rc = j_str(out, "scopes", conn->scopes);
+        rc = json_member_str(out, "scopes", conn->scopes);
     if (!rc)
         rc = buf_printf(out, ",\"has_refresh_token\":%s", conn->has_refresh_token ? "true" : "false");
     if (!rc)
-        rc = j_time(out, "token_expires_at", conn->access_expires_at);
+        rc = json_member_time(out, "token_expires_at", conn->access_expires_at);
     if (!rc)
-        rc = j_time(out, "refresh_token_expires_at", conn->refresh_expires_at);
+        rc = json_member_time(out, "refresh_token_expires_at", conn->refresh_expires_at);
     if (!rc)
-        rc = j_time(out, "next_refresh_at", conn->refresh_due_at);
+        rc = json_member_time(out, "next_refresh_at", conn->refresh_due_at);
     if (!rc)
-        rc = j_time(out, "last_refreshed_at", conn->token_refreshed_at);
+        rc = json_member_time(out, "last_refreshed_at", conn->token_refreshed_at);
     if (!rc)
-        rc = j_time(out, "last_checked_at", conn->last_checked_at);
+        rc = json_member_time(out, "last_checked_at", conn->last_checked_at);
     if (!rc)
-        rc = conn->last_error[0] ? j_str(out, "last_error", conn->last_error)
+        rc = conn->last_error[0] ? json_member_str(out, "last_error", conn->last_error)
                                  : buf_adds(out, ",\"last_error\":null");
     if (!rc)
-        rc = j_time(out, "last_error_at", conn->last_error_at);
+        rc = json_member_time(out, "last_error_at", conn->last_error_at);
     if (!rc)
-        rc = j_time(out, "last_sync_at", conn->last_sync_at);
+        rc = json_member_time(out, "last_sync_at", conn->last_sync_at);
     if (!rc)
-        rc = j_time(out, "next_sync_at", conn->next_sync_at);
+        rc = json_member_time(out, "next_sync_at", conn->next_sync_at);
     if (!rc)
-        rc = conn->last_sync_error[0] ? j_str(out, "last_sync_error", conn->last_sync_error)
+        rc = conn->last_sync_error[0] ? json_member_str(out, "last_sync_error", conn->last_sync_error)
                                       : buf_adds(out, ",\"last_sync_error\":null");
     if (!rc)
-        rc = j_time(out, "last_video_at", conn->last_video_at);
+        rc = json_member_time(out, "last_video_at", conn->last_video_at);
     if (!rc)
         rc = buf_printf(out, ",\"videos_seen\":%lld", conn->videos_seen);
     if (!rc)
-        rc = j_time(out, "created_at", conn->created_at);
+        rc = json_member_time(out, "created_at", conn->created_at);
     if (!rc)
-        rc = j_time(out, "updated_at", conn->updated_at);
+        rc = json_member_time(out, "updated_at", conn->updated_at);
     if (!rc)
         rc = buf_printf(out, ",\"sandbox\":%s}", c->sandbox ? "true" : "false");
     return rc;
@@ -688,7 +640,7 @@ static int upsert_tx(struct db *db, void *arg)
     if (db_result_rows(r) == 1) {
         enum auth_kind stored_kind;
 
-        id = col_i64(r, 0, 0);
+        id = db_result_int(r, 0, 0);
         /* Secrets of another kind of authorisation are not kept. */
         keep = auth_kind_parse(db_result_get(r, 0, 1), &stored_kind) == 0 && stored_kind == g->auth_kind;
     } else {
@@ -726,7 +678,7 @@ static int upsert_tx(struct db *db, void *arg)
         if (!s.col[SEC_REFRESH].len) {
             rc = reseal_stored(u->sb, SEC_REFRESH, id, g->user_id, r, 2, &s);
             if (s.col[SEC_REFRESH].len)
-                refresh_exp = col_i64(r, 0, 5);
+                refresh_exp = db_result_int(r, 0, 5);
         }
         if (!rc && !s.col[SEC_TOKEN_SECRET].len)
             rc = reseal_stored(u->sb, SEC_TOKEN_SECRET, id, g->user_id, r, 3, &s);
@@ -818,8 +770,8 @@ static int store_refresh_tx(struct db *db, void *arg)
     rc = query_one(db, sql_lock_secrets, q, 1, &r);
     if (rc)
         goto out;
-    owner = col_i64(r, 0, 0);
-    now = col_i64(r, 0, 7);
+    owner = db_result_int(r, 0, 0);
+    now = db_result_int(r, 0, 7);
     rc = row_platform(r, 1, &p, &kind);
     if (rc)
         goto out;
@@ -830,7 +782,7 @@ static int store_refresh_tx(struct db *db, void *arg)
             refresh_exp = now + tok->refresh_expires_in_s * 1000;
     } else if (!rc) {
         rc = reseal_stored(t->sb, SEC_REFRESH, t->id, owner, r, 3, &s);
-        refresh_exp = col_i64(r, 0, 6);
+        refresh_exp = db_result_int(r, 0, 6);
     }
     if (!rc && tok->token_secret && *tok->token_secret)
         rc = seal_text(t->sb, SEC_TOKEN_SECRET, t->id, owner, tok->token_secret, &s);
@@ -898,8 +850,8 @@ static int checked_tx(struct db *db, void *arg)
     rc = row_platform(r, 0, &p, &kind);
     if (rc)
         goto out;
-    exp = col_i64(r, 0, 2);
-    now = col_i64(r, 0, 3);
+    exp = db_result_int(r, 0, 2);
+    now = db_result_int(r, 0, 3);
     /* How long the token was issued for is not stored; what is left of
      * it can only make the margin shorter, never the refresh too late. */
     due = conn_refresh_due(t->c, is_refreshable(p->id, kind), exp, exp > now ? exp - now : 0, now);
@@ -955,7 +907,7 @@ static int needs_reauth_tx(struct db *db, void *arg)
     status = db_result_get(r, 0, 4);
     if (status && strcmp(status, "needs_reauth") == 0)
         goto out;                       /* already said; no second alert */
-    owner = col_i64(r, 0, 0);
+    owner = db_result_int(r, 0, 0);
     p = platform_find(db_result_get(r, 0, 1) ? db_result_get(r, 0, 1) : "");
     name = db_result_get(r, 0, 2) && *db_result_get(r, 0, 2) ? db_result_get(r, 0, 2)
                                                              : db_result_get(r, 0, 3);
@@ -1002,7 +954,7 @@ static int failed_tx(struct db *db, void *arg)
     rc = query_one(db, sql_lock_status, q, 1, &r);
     if (rc)
         goto out;
-    col_text(r, 0, 4, status, sizeof status);
+    db_result_text(r, 0, 4, status, sizeof status);
     /* A connection that needs reconnecting says so rather than "error". */
     if (m->final && strcmp(status, "needs_reauth") != 0)
         snprintf(status, sizeof status, "%s", "error");
@@ -1038,7 +990,7 @@ static int update_tx(struct db *db, void *arg)
 {
     struct update *t = arg;
     const struct conn_update *u = t->u;
-    struct db_param q[] = { DB_I64(t->id), DB_I64(scope_all(t->scope)), DB_I64(scope_user(t->scope)) };
+    struct db_param q[] = { DB_I64(t->id), DB_I64(conn_scope_all(t->scope)), DB_I64(conn_scope_user(t->scope)) };
     struct db_param id[] = { DB_I64(t->id) };
     struct db_result *r = NULL;
     int rc;
@@ -1092,7 +1044,7 @@ int conn_update(struct db *db, const struct conf *c, const struct conn_scope *sc
 
 int conn_delete(struct db *db, const struct conn_scope *scope, long long id)
 {
-    struct db_param q[] = { DB_I64(id), DB_I64(scope_all(scope)), DB_I64(scope_user(scope)) };
+    struct db_param q[] = { DB_I64(id), DB_I64(conn_scope_all(scope)), DB_I64(conn_scope_user(scope)) };
     unsigned long long affected = 0;
     int rc;
 
@@ -1124,7 +1076,7 @@ int conn_due(struct db *db, int limit, long long *ids, size_t *n)
         return rc;
     rows = db_result_rows(r);
     for (size_t i = 0; i < rows && i < (size_t)limit; i++)
-        ids[i] = col_i64(r, i, 0);
+        ids[i] = db_result_int(r, i, 0);
     *n = rows < (size_t)limit ? rows : (size_t)limit;
     db_result_free(r);
     return 0;
@@ -1164,9 +1116,9 @@ static int reseal_tx(struct db *db, void *arg)
     rc = db_query(db, sql_lock_row_secrets, q, 1, &r);
     if (rc || db_result_rows(r) != 1)
         goto out;                       /* deleted meanwhile: nothing to do */
-    if (col_i64(r, 0, 1) >= (long long)t->current)
+    if (db_result_int(r, 0, 1) >= (long long)t->current)
         goto out;                       /* re-sealed by someone else */
-    owner = col_i64(r, 0, 0);
+    owner = db_result_int(r, 0, 0);
     for (int col = 0; !rc && col < SEC_COUNT; col++)
         rc = reseal_stored(t->sb, (enum secret_col)col, t->id, owner, r, 2 + (size_t)col, &s);
     if (!rc) {
@@ -1201,7 +1153,7 @@ int conn_reseal_batch(struct db *db, struct secretbox *sb, int batch, size_t *do
         rc = db_query(db, sql_stale_ids, q, 2, &r);
     }
     for (size_t i = 0; !rc && i < db_result_rows(r); i++) {
-        struct reseal t = { sb, col_i64(r, i, 0), current, 0 };
+        struct reseal t = { sb, db_result_int(r, i, 0), current, 0 };
 
         rc = db_transaction(db, reseal_tx, &t, TX_ATTEMPTS);
         if (!rc && t.done)

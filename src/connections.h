@@ -89,6 +89,11 @@ struct conn_scope {
     int see_all;
 };
 
+/* 1 when scope sees every user's rows (NULL: the system's own view). */
+int conn_scope_all(const struct conn_scope *scope);
+/* The user scope is limited to (0 for NULL). */
+long long conn_scope_user(const struct conn_scope *scope);
+
 /* Opened secrets of one connection; conn_secrets_clear() wipes them. */
 struct conn_secrets {
     struct buf access_token;

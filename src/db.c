@@ -1129,3 +1129,19 @@ out:
     buf_free(&stmt);
     return rc;
 }
+
+long long db_result_int(const struct db_result *r, size_t row, size_t col)
+{
+    long long v = 0;
+
+    if (db_result_i64(r, row, col, &v))
+        return 0;
+    return v;
+}
+
+void db_result_text(const struct db_result *r, size_t row, size_t col, char *out, size_t cap)
+{
+    const char *s = db_result_get(r, row, col);
+
+    snprintf(out, cap, "%s", s ? s : "");
+}

@@ -77,6 +77,11 @@ const char *db_result_get(const struct db_result *r, size_t row, size_t col);
 size_t db_result_len(const struct db_result *r, size_t row, size_t col);
 /* Value as an integer: CP_ENOTFOUND for NULL, CP_EINVAL if not a number. */
 int db_result_i64(const struct db_result *r, size_t row, size_t col, long long *out);
+/* Value as an integer, 0 for NULL or not a number (columns that are
+ * numbers by schema). */
+long long db_result_int(const struct db_result *r, size_t row, size_t col);
+/* Value as text into out[cap] ("" for NULL), cut at cap. */
+void db_result_text(const struct db_result *r, size_t row, size_t col, char *out, size_t cap);
 void db_result_free(struct db_result *r);
 
 /* Transactions.  db_begin() starts one (CP_EINVAL when one is already

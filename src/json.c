@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include "err.h"
 #include "json.h"
@@ -457,4 +458,36 @@ int json_to_buf(struct json_object *obj, struct buf *out)
     if (!s)
         return CP_ENOMEM;
     return buf_adds(out, s);
+}
+
+int json_member_key(struct buf *b, const char *key)
+{
+    return buf_printf(b, ",\"%s\":", key);
+}
+
+int json_member_str(struct buf *b, const char *key, const char *v)
+{
+    int rc;
+
+    if ((rc = json_member_key(b, key)) || (rc = buf_addc(b, '"')) ||
+        (rc = buf_add_json_escaped(b, v, strlen(v))))
+        return rc;
+    return buf_addc(b, '"');
+}
+
+int json_member_time(struct buf *b, const char *key, long long ms)
+{
+    char text[40];
+    struct tm tm;
+    time_t sec;
+    int rc;
+
+    if ((rc = json_member_key(b, key)))
+        return rc;
+    if (ms <= 0)
+        return buf_adds(b, "null");
+    sec = (time_t)(ms / 1000);
+    if (!gmtime_r(&sec, &tm) || !strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &tm))
+        return CP_EINVAL;
+    return buf_printf(b, "\"%s.%03lldZ\"", text, ms % 1000);
 }

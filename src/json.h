@@ -47,4 +47,12 @@ int json_to_buf(struct json_object *obj, struct buf *out);
 /* True when s[0..len) is well-formed UTF-8 (no overlongs, no surrogates). */
 int json_utf8_valid(const char *s, size_t len);
 
+/* Writers of one member of an object being built as text: each appends
+ * ,"key": and the value (so the object's first member is written by the
+ * caller).  A string is escaped; a time (epoch ms) is ISO 8601 UTC with
+ * milliseconds, or null for 0 or less. */
+int json_member_key(struct buf *b, const char *key);
+int json_member_str(struct buf *b, const char *key, const char *v);
+int json_member_time(struct buf *b, const char *key, long long ms);
+
 #endif

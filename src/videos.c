@@ -39,22 +39,6 @@ int video_state_parse(const char *name, enum video_state *out)
 
 /* ----------------------------------------------------------- helpers -- */
 
-static long long col_i64(const struct db_result *r, size_t row, size_t col)
-{
-    long long v = 0;
-
-    if (db_result_i64(r, row, col, &v))
-        return 0;
-    return v;
-}
-
-static void col_text(const struct db_result *r, size_t row, size_t col, char *out, size_t cap)
-{
-    const char *s = db_result_get(r, row, col);
-
-    snprintf(out, cap, "%s", s ? s : "");
-}
-
 /* s cut to fit cap bytes without splitting a UTF-8 sequence. */
 static void clip_utf8(char *out, size_t cap, const char *s)
 {
@@ -72,16 +56,6 @@ static void clip_utf8(char *out, size_t cap, const char *s)
     if (n)
         memcpy(out, s, n);
     out[n] = '\0';
-}
-
-static int scope_all(const struct conn_scope *scope)
-{
-    return !scope || scope->see_all;
-}
-
-static long long scope_user(const struct conn_scope *scope)
-{
-    return scope ? scope->user_id : 0;
 }
 
 static struct db_param opt_i64(long long v)
@@ -111,45 +85,45 @@ static int row_to_video(const struct db_result *r, size_t i, struct video *v)
     memset(v, 0, sizeof *v);
     if (video_state_parse(db_result_get(r, i, 4), &v->state))
         return CP_EDB;
-    v->id = col_i64(r, i, 0);
-    v->user_id = col_i64(r, i, 1);
-    v->connection_id = col_i64(r, i, 2);
-    col_text(r, i, 3, v->remote_id, sizeof v->remote_id);
-    v->remote_created_at = col_i64(r, i, 5);
-    col_text(r, i, 6, v->title, sizeof v->title);
-    col_text(r, i, 7, v->description, sizeof v->description);
-    v->duration_s = col_i64(r, i, 8);
-    v->width = col_i64(r, i, 9);
-    v->height = col_i64(r, i, 10);
-    col_text(r, i, 11, v->share_url, sizeof v->share_url);
-    col_text(r, i, 12, v->cover_url, sizeof v->cover_url);
-    col_text(r, i, 13, v->embed_link, sizeof v->embed_link);
-    col_text(r, i, 14, v->media_url, sizeof v->media_url);
-    v->stored = col_i64(r, i, 15) != 0;
-    col_text(r, i, 16, v->storage_backend, sizeof v->storage_backend);
-    col_text(r, i, 17, v->storage_key, sizeof v->storage_key);
-    v->media_bytes = col_i64(r, i, 18);
-    col_text(r, i, 19, v->media_sha256, sizeof v->media_sha256);
-    col_text(r, i, 20, v->media_type, sizeof v->media_type);
-    col_text(r, i, 21, v->thumbnail_key, sizeof v->thumbnail_key);
-    v->probed = col_i64(r, i, 22) != 0;
-    v->probe.duration_ms = col_i64(r, i, 23);
-    v->probe.width = col_i64(r, i, 24);
-    v->probe.height = col_i64(r, i, 25);
-    v->probe.rotation = (int)col_i64(r, i, 26);
+    v->id = db_result_int(r, i, 0);
+    v->user_id = db_result_int(r, i, 1);
+    v->connection_id = db_result_int(r, i, 2);
+    db_result_text(r, i, 3, v->remote_id, sizeof v->remote_id);
+    v->remote_created_at = db_result_int(r, i, 5);
+    db_result_text(r, i, 6, v->title, sizeof v->title);
+    db_result_text(r, i, 7, v->description, sizeof v->description);
+    v->duration_s = db_result_int(r, i, 8);
+    v->width = db_result_int(r, i, 9);
+    v->height = db_result_int(r, i, 10);
+    db_result_text(r, i, 11, v->share_url, sizeof v->share_url);
+    db_result_text(r, i, 12, v->cover_url, sizeof v->cover_url);
+    db_result_text(r, i, 13, v->embed_link, sizeof v->embed_link);
+    db_result_text(r, i, 14, v->media_url, sizeof v->media_url);
+    v->stored = db_result_int(r, i, 15) != 0;
+    db_result_text(r, i, 16, v->storage_backend, sizeof v->storage_backend);
+    db_result_text(r, i, 17, v->storage_key, sizeof v->storage_key);
+    v->media_bytes = db_result_int(r, i, 18);
+    db_result_text(r, i, 19, v->media_sha256, sizeof v->media_sha256);
+    db_result_text(r, i, 20, v->media_type, sizeof v->media_type);
+    db_result_text(r, i, 21, v->thumbnail_key, sizeof v->thumbnail_key);
+    v->probed = db_result_int(r, i, 22) != 0;
+    v->probe.duration_ms = db_result_int(r, i, 23);
+    v->probe.width = db_result_int(r, i, 24);
+    v->probe.height = db_result_int(r, i, 25);
+    v->probe.rotation = (int)db_result_int(r, i, 26);
     fps = db_result_get(r, i, 27);
     v->probe.fps = fps ? strtod(fps, NULL) : 0;
-    col_text(r, i, 28, v->probe.video_codec, sizeof v->probe.video_codec);
-    col_text(r, i, 29, v->probe.audio_codec, sizeof v->probe.audio_codec);
-    v->probe.audio_rate = col_i64(r, i, 30);
-    v->probe.bitrate = col_i64(r, i, 31);
-    col_text(r, i, 32, v->probe.container, sizeof v->probe.container);
-    v->probe.moov_front = col_i64(r, i, 33) != 0;
-    v->fetched_at = col_i64(r, i, 34);
-    v->probed_at = col_i64(r, i, 35);
-    col_text(r, i, 36, v->last_error, sizeof v->last_error);
-    v->created_at = col_i64(r, i, 37);
-    v->updated_at = col_i64(r, i, 38);
+    db_result_text(r, i, 28, v->probe.video_codec, sizeof v->probe.video_codec);
+    db_result_text(r, i, 29, v->probe.audio_codec, sizeof v->probe.audio_codec);
+    v->probe.audio_rate = db_result_int(r, i, 30);
+    v->probe.bitrate = db_result_int(r, i, 31);
+    db_result_text(r, i, 32, v->probe.container, sizeof v->probe.container);
+    v->probe.moov_front = db_result_int(r, i, 33) != 0;
+    v->fetched_at = db_result_int(r, i, 34);
+    v->probed_at = db_result_int(r, i, 35);
+    db_result_text(r, i, 36, v->last_error, sizeof v->last_error);
+    v->created_at = db_result_int(r, i, 37);
+    v->updated_at = db_result_int(r, i, 38);
     return 0;
 }
 
@@ -158,7 +132,7 @@ static const char sql_get[] =
 
 int video_get(struct db *db, const struct conn_scope *scope, long long id, struct video *out)
 {
-    struct db_param p[] = { DB_I64(id), DB_I64(scope_all(scope)), DB_I64(scope_user(scope)) };
+    struct db_param p[] = { DB_I64(id), DB_I64(conn_scope_all(scope)), DB_I64(conn_scope_user(scope)) };
     struct db_result *r = NULL;
     int rc;
 
@@ -193,7 +167,7 @@ int video_list(struct db *db, const struct conn_scope *scope, const struct video
     if (f->limit < 1 || f->limit > LIST_LIMIT_MAX || f->after_id < 0 || f->from_ms < 0 ||
         f->to_ms < 0 || (f->have_state && (size_t)f->state >= NSTATES))
         return CP_EINVAL;
-    if (!scope_all(scope)) {
+    if (!conn_scope_all(scope)) {
         if (user && user != scope->user_id)
             return 0;
         user = scope->user_id;
@@ -346,7 +320,7 @@ static int read_state(struct db *db, long long id, enum video_state *state, long
     if (!rc && video_state_parse(db_result_get(r, 0, 0), state))
         rc = CP_EDB;
     if (!rc && user)
-        *user = col_i64(r, 0, 1);
+        *user = db_result_int(r, 0, 1);
     db_result_free(r);
     return rc;
 }
@@ -479,44 +453,12 @@ int video_mark_failed(struct db *db, long long id, const char *why)
 
 /* ------------------------------------------------------------- JSON -- */
 
-static int j_key(struct buf *b, const char *key)
-{
-    return buf_printf(b, ",\"%s\":", key);
-}
-
-static int j_str(struct buf *b, const char *key, const char *v)
-{
-    int rc;
-
-    if ((rc = j_key(b, key)) || (rc = buf_addc(b, '"')) ||
-        (rc = buf_add_json_escaped(b, v, strlen(v))))
-        return rc;
-    return buf_addc(b, '"');
-}
-
 static int j_str_or_null(struct buf *b, const char *key, const char *v)
 {
-    return v && *v ? j_str(b, key, v) : buf_printf(b, ",\"%s\":null", key);
+    return v && *v ? json_member_str(b, key, v) : buf_printf(b, ",\"%s\":null", key);
 }
 
 /* ISO 8601 UTC with milliseconds, or null for 0. */
-static int j_time(struct buf *b, const char *key, long long ms)
-{
-    char text[40];
-    struct tm tm;
-    time_t sec;
-    int rc;
-
-    if ((rc = j_key(b, key)))
-        return rc;
-    if (ms <= 0)
-        return buf_adds(b, "null");
-    sec = (time_t)(ms / 1000);
-    if (!gmtime_r(&sec, &tm) || !strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &tm))
-        return CP_EINVAL;
-    return buf_printf(b, "\"%s.%03lldZ\"", text, ms % 1000);
-}
-
 static int j_num_or_null(struct buf *b, const char *key, long long v)
 {
     return v > 0 ? buf_printf(b, ",\"%s\":%lld", key, v) : buf_printf(b, ",\"%s\":null", key);
@@ -533,7 +475,7 @@ static int probe_json(const struct video *v, struct buf *out)
                          "\"rotation\":%d,\"fps\":%.3f",
                     p->duration_ms, p->width, p->height, p->rotation, p->fps);
     if (!rc)
-        rc = j_str(out, "video_codec", p->video_codec);
+        rc = json_member_str(out, "video_codec", p->video_codec);
     if (!rc)
         rc = j_str_or_null(out, "audio_codec", p->audio_codec);
     if (!rc)
@@ -541,7 +483,7 @@ static int probe_json(const struct video *v, struct buf *out)
     if (!rc)
         rc = j_num_or_null(out, "bitrate", p->bitrate);
     if (!rc)
-        rc = j_str(out, "container", p->container);
+        rc = json_member_str(out, "container", p->container);
     if (!rc)
         rc = buf_printf(out, ",\"moov_front\":%s}", p->moov_front ? "true" : "false");
     return rc;
@@ -553,15 +495,15 @@ int video_to_json(const struct video *v, video_url_signer signer, void *arg, str
                         v->user_id, v->connection_id);
 
     if (!rc)
-        rc = j_str(out, "remote_id", v->remote_id);
+        rc = json_member_str(out, "remote_id", v->remote_id);
     if (!rc)
-        rc = j_str(out, "state", video_state_name(v->state));
+        rc = json_member_str(out, "state", video_state_name(v->state));
     if (!rc)
-        rc = j_time(out, "remote_created_at", v->remote_created_at);
+        rc = json_member_time(out, "remote_created_at", v->remote_created_at);
     if (!rc)
-        rc = j_str(out, "title", v->title);
+        rc = json_member_str(out, "title", v->title);
     if (!rc)
-        rc = j_str(out, "description", v->description);
+        rc = json_member_str(out, "description", v->description);
     if (!rc)
         rc = j_num_or_null(out, "duration_s", v->duration_s);
     if (!rc)
@@ -579,7 +521,7 @@ int video_to_json(const struct video *v, video_url_signer signer, void *arg, str
                         !strcmp(v->storage_backend, "s3") ? "s3" : "local", v->media_bytes,
                         v->media_sha256);
     if (!rc && v->stored)
-        rc = j_str(out, "media_type", v->media_type);
+        rc = json_member_str(out, "media_type", v->media_type);
     if (!rc && v->stored)
         rc = buf_addc(out, '}');
     if (!rc && !v->stored)
@@ -592,21 +534,21 @@ int video_to_json(const struct video *v, video_url_signer signer, void *arg, str
         buf_init(&url, 4096);
         rc = signer(arg, v->thumbnail_key, &url);
         if (!rc)
-            rc = j_str(out, "thumbnail_url", buf_str(&url));
+            rc = json_member_str(out, "thumbnail_url", buf_str(&url));
         buf_free(&url);
     } else if (!rc) {
         rc = buf_adds(out, ",\"thumbnail_url\":null");
     }
     if (!rc)
-        rc = j_time(out, "fetched_at", v->fetched_at);
+        rc = json_member_time(out, "fetched_at", v->fetched_at);
     if (!rc)
-        rc = j_time(out, "probed_at", v->probed_at);
+        rc = json_member_time(out, "probed_at", v->probed_at);
     if (!rc)
         rc = j_str_or_null(out, "last_error", v->last_error);
     if (!rc)
-        rc = j_time(out, "created_at", v->created_at);
+        rc = json_member_time(out, "created_at", v->created_at);
     if (!rc)
-        rc = j_time(out, "updated_at", v->updated_at);
+        rc = json_member_time(out, "updated_at", v->updated_at);
     if (!rc)
         rc = buf_addc(out, '}');
     return rc;
