@@ -216,6 +216,45 @@ static int render_connection_gauges(struct db *db, struct buf *out)
     return rc;
 }
 
+/* Publications by destination platform and state, every series present
+ * at 0: deferred and failed posts are what an operator alerts on. */
+static int render_publication_gauges(struct db *db, struct buf *out)
+{
+    static const char *const states[] = { "pending", "preparing", "uploading", "processing",
+                                          "publishing", "deferred", "published", "failed",
+                                          "cancelled" };
+    enum { NSTATES = sizeof states / sizeof states[0] };
+    long long counts[PLATFORM_COUNT][NSTATES] = { { 0 } };
+    struct db_result *r = NULL;
+    long long v;
+    int rc;
+
+    rc = db_query(db, "SELECT platform, state, COUNT(*) FROM publications GROUP BY 1, 2", NULL, 0, &r);
+    for (size_t i = 0; !rc && i < db_result_rows(r); i++) {
+        const struct platform *p = platform_find(db_result_get(r, i, 0));
+        const char *st = db_result_get(r, i, 1);
+
+        if (!p || !st || db_result_i64(r, i, 2, &v))
+            continue;
+        for (size_t s = 0; s < NSTATES; s++)
+            if (strcmp(st, states[s]) == 0)
+                counts[p->id][s] = v;
+    }
+    db_result_free(r);
+    if (rc)
+        return rc;
+    rc = buf_adds(out, "# HELP crosspost_publications Publications of videos by destination platform and state.\n"
+                       "# TYPE crosspost_publications gauge\n");
+    for (size_t p = 0; p < PLATFORM_COUNT && !rc; p++) {
+        if (p == PLATFORM_TIKTOK)
+            continue;                   /* a source, never a destination */
+        for (size_t s = 0; s < NSTATES && !rc; s++)
+            rc = buf_printf(out, "crosspost_publications{platform=\"%s\",state=\"%s\"} %lld\n",
+                            platforms[p].name, states[s], counts[p][s]);
+    }
+    return rc;
+}
+
 /*
  * The pool's own metrics always; the job metrics when the database
  * answers (crosspost_jobs_metrics_up says which), so a database outage
@@ -237,7 +276,8 @@ void h_metrics(struct request *req)
     }
     buf_init(&jobs, METRICS_MAX);
     up = app_db(req->app, &db) == 0 && render_jobstats(db, stale_ms, &jobs) == 0 &&
-         render_job_gauges(db, stale_ms, &jobs) == 0 && render_connection_gauges(db, &jobs) == 0;
+         render_job_gauges(db, stale_ms, &jobs) == 0 && render_connection_gauges(db, &jobs) == 0 &&
+         render_publication_gauges(db, &jobs) == 0;
     if (up && buf_add(&out, jobs.data, jobs.len) != 0)
         up = 0;
     buf_free(&jobs);

@@ -3,6 +3,9 @@
  * /api/v1/videos/{id}, and POST /api/v1/connections/{id}/sync, which
  * queues a sync of one TikTok connection now.
  *
+ * GET /api/v1/videos/{id} also lists the video's publications
+ * ("destinations"); lists leave them out to stay one query per page.
+ *
  * Users see their own videos and connections; operators and admins all.
  * Another user's video or connection is 404, as if it did not exist.
  * Storage keys stay inside: a video shows its thumbnail as a signed,
@@ -24,12 +27,14 @@
 #include "handlers.h"
 #include "json.h"
 #include "log.h"
+#include "publications.h"
 #include "query.h"
 #include "queue.h"
 #include "storage.h"
 #include "videos.h"
 
 #define VIDEO_JSON_MAX (64u << 10)
+#define DESTINATIONS_JSON_MAX (4u << 20)
 #define LIST_JSON_MAX (16u << 20)
 #define STORAGE_ERROR_MAX 512
 #define DETAIL_MAX 256
@@ -101,8 +106,19 @@ void h_video_get(struct request *req)
     } else if (rc) {
         reply_unavailable(req);
     } else {
-        buf_init(&b, VIDEO_JSON_MAX);
-        if (video_to_json(v, signer_of(req->app->conf), (void *)req->app->conf, &b))
+        buf_init(&b, VIDEO_JSON_MAX + DESTINATIONS_JSON_MAX);
+        rc = video_to_json(v, signer_of(req->app->conf), (void *)req->app->conf, &b);
+        if (!rc) {
+            /* The single video also shows where it went: reopen the
+             * object to add its publications. */
+            b.data[--b.len] = '\0';
+            rc = buf_adds(&b, ",\"destinations\":");
+            rc = rc ? rc : pub_video_destinations_json(db, v->id, &b);
+            rc = rc ? rc : buf_addc(&b, '}');
+        }
+        if (rc == CP_EUNAVAIL || rc == CP_ERETRY || rc == CP_EDB)
+            reply_unavailable(req);
+        else if (rc)
             reply_error(req, 500, "internal", "The answer could not be built.");
         else
             reply_json(req, 200, buf_str(&b), b.len);

@@ -71,6 +71,20 @@ void h_connection_refresh(struct request *req);
 void h_connection_tiktok_cookie(struct request *req);
 void h_connection_authorize(struct request *req);
 
+/* h_rules.c: automation rules (users see their own; changes audited) */
+void h_rules_list(struct request *req);
+void h_rule_create(struct request *req);
+void h_rule_get(struct request *req);
+void h_rule_update(struct request *req);
+void h_rule_delete(struct request *req);
+
+/* h_posts.c: publications of videos to destinations, retrying one, and
+ * the quota ledger */
+void h_posts_list(struct request *req);
+void h_post_get(struct request *req);
+void h_post_retry(struct request *req);
+void h_quotas_list(struct request *req);
+
 /* h_videos.c: videos found on source accounts, and syncing one now
  * (users see their own) */
 void h_videos_list(struct request *req);

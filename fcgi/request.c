@@ -246,8 +246,9 @@ void reply_json(struct request *req, int status, const char *json, size_t len)
     reply_body(req, status, "application/json", json, len);
 }
 
-/* The error object; extra is more top-level members (JSON text) or NULL. */
-static void reply_error_v(struct request *req, int status, const char *code,
+/* The error object; field names the member at fault or is NULL; extra is
+ * more top-level members (JSON text) or NULL. */
+static void reply_error_v(struct request *req, int status, const char *code, const char *field,
                           const char *extra, const char *fmt, va_list ap)
 {
     char message[512];
@@ -259,6 +260,10 @@ static void reply_error_v(struct request *req, int status, const char *code,
     buf_add_json_escaped(&b, code, strlen(code));
     buf_adds(&b, "\",\"message\":\"");
     buf_add_json_escaped(&b, message, strlen(message));
+    if (field) {
+        buf_adds(&b, "\",\"field\":\"");
+        buf_add_json_escaped(&b, field, strlen(field));
+    }
     buf_adds(&b, "\",\"request_id\":\"");
     buf_add_json_escaped(&b, req->request_id, strlen(req->request_id));
     buf_adds(&b, "\"}");
@@ -280,7 +285,17 @@ void reply_error(struct request *req, int status, const char *code,
     va_list ap;
 
     va_start(ap, fmt);
-    reply_error_v(req, status, code, NULL, fmt, ap);
+    reply_error_v(req, status, code, NULL, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void reply_field_error(struct request *req, int status, const char *code, const char *field,
+                       const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    reply_error_v(req, status, code, field, NULL, fmt, ap);
     va_end(ap);
 }
 
@@ -290,7 +305,7 @@ void reply_error_extra(struct request *req, int status, const char *code,
     va_list ap;
 
     va_start(ap, fmt);
-    reply_error_v(req, status, code, extra, fmt, ap);
+    reply_error_v(req, status, code, NULL, extra, fmt, ap);
     va_end(ap);
 }
 

@@ -111,6 +111,12 @@ void reply_json(struct request *req, int status, const char *json, size_t len);
 void reply_error(struct request *req, int status, const char *code,
                  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/* reply_error() naming the member at fault (a path such as
+ * "destinations[1].settings.text_template"):
+ *   {"error":{"code":"...","message":"...","field":"...","request_id":"..."}}  */
+void reply_field_error(struct request *req, int status, const char *code, const char *field,
+                       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
 /* The client's address as nginx saw it ("" when unknown). */
 const char *req_client_addr(const struct request *req);
 

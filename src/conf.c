@@ -40,6 +40,7 @@ struct conf_key {
 
 static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
 static const char *const x_auth_modes[] = { "oauth1", "oauth2", NULL };
+static const char *const instagram_uploads[] = { "resumable", "url", NULL };
 static const char *const storage_backends[] = { "local", "s3", NULL };
 
 #define OFF(f) offsetof(struct conf, f)
@@ -139,7 +140,7 @@ static const struct conf_key keys[] = {
     { "audit_retention", T_DURATION, OFF(audit_retention), "365d", DAY, 3650 * DAY, 0, NULL,
       "audit events older than this are deleted (daily by the maintenance.prune_audit job, or by `crosspostctl audit prune`)" },
 
-    { "worker_queues", T_STR, OFF(worker_queues), "default:2,media:2,maintenance:1", 0, 0, 0, NULL,
+    { "worker_queues", T_STR, OFF(worker_queues), "default:2,media:2,publish:2,maintenance:1", 0, 0, 0, NULL,
       "crosspost-worker's processes per queue, as queue:count pairs separated by commas" },
     { "worker_pid_file", T_STR, OFF(worker_pid_file), "", 0, 0, 0, NULL,
       "where crosspost-worker writes its pid; empty = nowhere" },
@@ -285,6 +286,41 @@ static const struct conf_key keys[] = {
       "longest time between syncs of a quiet account" },
     { "webhook_max_age", T_DURATION, OFF(webhook_max_age), "5m", 10 * SEC, 3600 * SEC, 0, NULL,
       "webhook signatures whose timestamp is further than this from now, either way, are refused" },
+
+    { "youtube_chunk_size", T_SIZE, OFF(youtube_chunk_size), "8M", 256 * KB, 1 * GB, 0, NULL,
+      "YouTube resumable upload chunk size (rounded down to a multiple of 256 KiB)" },
+    { "youtube_daily_units", T_INT, OFF(youtube_daily_units), "10000", 0, 100000000, 0, NULL,
+      "YouTube Data API units the project may spend per day (resets at midnight Pacific); 0 = not budgeted" },
+    { "youtube_insert_units", T_INT, OFF(youtube_insert_units), "1600", 0, 100000, 0, NULL,
+      "units one videos.insert costs" },
+    { "youtube_channel_daily_uploads", T_INT, OFF(youtube_channel_daily_uploads), "50", 0, 100000, 0, NULL,
+      "uploads per channel per day before YouTube answers uploadLimitExceeded; 0 = not budgeted" },
+    { "x_chunk_size", T_SIZE, OFF(x_chunk_size), "4M", 64 * KB, 8 * MB, 0, NULL,
+      "X media upload APPEND segment size (at most 8 MiB; 1000 segments per media)" },
+    { "x_user_posts", T_INT, OFF(x_user_posts), "100", 0, 1000000, 0, NULL,
+      "posts per X account per x_user_window; 0 = not budgeted" },
+    { "x_user_window", T_DURATION, OFF(x_user_window), "15m", 60 * SEC, DAY, 0, NULL,
+      "the window of x_user_posts" },
+    { "x_app_posts", T_INT, OFF(x_app_posts), "10000", 0, 100000000, 0, NULL,
+      "posts per X app per 24 hours (all accounts together); 0 = not budgeted" },
+    { "instagram_upload", T_ENUM, OFF(instagram_upload), "resumable", 0, 1, 0, instagram_uploads,
+      "how Instagram gets the media: resumable (crosspost sends the bytes) or url (Instagram fetches a signed link, so public_url or S3 must be reachable from the internet)" },
+    { "instagram_quota_recheck", T_DURATION, OFF(instagram_quota_recheck), "1h", SEC, DAY, 0, NULL,
+      "when an Instagram account's 24-hour publishing limit is used up, look again after this long" },
+    { "app_usage_defer_percent", T_INT, OFF(app_usage_defer_percent), "90", 1, 100, 0, NULL,
+      "Facebook x-app-usage / x-business-use-case-usage at or above this percent defers publishing" },
+    { "publish_poll_max", T_DURATION, OFF(publish_poll_max), "2m", SEC, 3600 * SEC, 0, NULL,
+      "longest a publish job waits in one run for a platform to finish processing; then it is deferred and polls again later" },
+    { "publish_processing_deadline", T_DURATION, OFF(publish_processing_deadline), "2h", 10 * SEC, DAY, 0, NULL,
+      "a platform still processing an upload this long after it was sent: the publication fails with the status it last saw" },
+    { "publication_stuck_after", T_DURATION, OFF(publication_stuck_after), "6h", 60 * SEC, 30 * DAY, 0, NULL,
+      "a publication in work that has not moved for this long is failed as stuck (and can be retried)" },
+    { "publication_sweep_interval", T_DURATION, OFF(publication_sweep_interval), "1m", SEC, 3600 * SEC, 0, NULL,
+      "how often the scheduler sweeps publications without a job, due deferrals and stuck ones" },
+    { "media_transcode_timeout", T_DURATION, OFF(media_transcode_timeout), "30m", 10 * SEC, DAY, 0, NULL,
+      "longest ffmpeg may take to fix one video for a platform" },
+    { "rule_backfill_max", T_INT, OFF(rule_backfill_max), "50", 0, 10000, 0, NULL,
+      "a rule made with backfill publishes at most this many of the source's earlier videos (newest first)" },
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])

@@ -160,6 +160,25 @@ struct conf {
     long long sync_interval_min;
     long long sync_interval_max;
     long long webhook_max_age;
+
+    /* publishing: uploads, polling, quotas, media fixes, the sweeper */
+    long long youtube_chunk_size;
+    long long youtube_daily_units;
+    long long youtube_insert_units;
+    long long youtube_channel_daily_uploads;
+    long long x_chunk_size;
+    long long x_user_posts;
+    long long x_user_window;
+    long long x_app_posts;
+    long long instagram_upload;
+    long long instagram_quota_recheck;
+    long long app_usage_defer_percent;
+    long long publish_poll_max;
+    long long publish_processing_deadline;
+    long long publication_stuck_after;
+    long long publication_sweep_interval;
+    long long media_transcode_timeout;
+    long long rule_backfill_max;
 };
 
 /* Where the value of one key came from. */

@@ -1174,3 +1174,39 @@ int conn_reseal_batch(struct db *db, struct secretbox *sb, int batch, size_t *do
         *left = (size_t)count;
     return rc;
 }
+
+int conn_refresh_lock(struct db *db, long long id, int timeout_s)
+{
+    char name[64];
+    struct db_result *r = NULL;
+    long long got = 0;
+    int rc;
+
+    snprintf(name, sizeof name, "crosspost.refresh.%lld", id);
+    {
+        struct db_param p[] = { DB_STR(name), DB_I64(timeout_s) };
+
+        rc = db_query(db, "SELECT GET_LOCK(?, ?)", p, 2, &r);
+    }
+    if (rc)
+        return rc;
+    rc = db_result_i64(r, 0, 0, &got);
+    db_result_free(r);
+    if (rc)
+        return rc == CP_ENOTFOUND ? CP_EIO : rc;
+    return got == 1 ? 0 : CP_EBUSY;
+}
+
+void conn_refresh_unlock(struct db *db, long long id)
+{
+    char name[64];
+
+    snprintf(name, sizeof name, "crosspost.refresh.%lld", id);
+    {
+        struct db_param p[] = { DB_STR(name) };
+        struct db_result *r = NULL;
+
+        if (db_query(db, "SELECT RELEASE_LOCK(?)", p, 1, &r) == 0)
+            db_result_free(r);
+    }
+}

@@ -169,6 +169,13 @@ int conn_update(struct db *db, const struct conf *c, const struct conn_scope *sc
 /* Delete the row (and with it its sealed secrets).  CP_ENOTFOUND. */
 int conn_delete(struct db *db, const struct conn_scope *scope, long long id);
 
+/* A per-connection named lock (GET_LOCK) held around a token refresh, so
+ * two workers never spend the same rotating refresh token: the second
+ * waits, then finds the tokens already renewed.  0 when held; CP_EBUSY
+ * after timeout_s.  It belongs to the db session: unlock on the same db. */
+int conn_refresh_lock(struct db *db, long long id, int timeout_s);
+void conn_refresh_unlock(struct db *db, long long id);
+
 /* ---------------------------------------------------------- reading -- */
 
 /* One connection visible to scope (scope NULL: any). */

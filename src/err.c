@@ -19,6 +19,7 @@ const char *cp_strerror(int code)
     case CP_EUNAVAIL: return "dependency unavailable";
     case CP_EPROTO: return "protocol error";
     case CP_ECHANGED: return "changed after being recorded";
+    case CP_EBUSY: return "busy until later";
     }
     return "unknown error";
 }

@@ -23,6 +23,7 @@ enum cp_err {
     CP_EUNAVAIL = -11,   /* a dependency (database, cache, peer) is down */
     CP_EPROTO = -12,     /* a peer answered outside its protocol */
     CP_ECHANGED = -13,   /* something recorded as fixed was changed */
+    CP_EBUSY = -14,      /* a budget is used up or a lock is taken: come back later */
 };
 
 /* A short English description of a CP_E* code; never NULL. */

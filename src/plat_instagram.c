@@ -20,9 +20,18 @@
 #define URL_MAX 8192
 #define PAGES_MAX 10                  /* pages of /me/accounts read looking for the account */
 
+/*
+ * Graph's codes.  Subcode rows come before the row of their code.  A
+ * missing permission (10, 200) is PLAT_REAUTH: reconnecting shows the
+ * consent screen again, where the user grants it; the other permission
+ * codes (201-299) are about the object or the app and stay PLAT_FATAL.
+ */
 static const struct plat_rule graph_rows[] = {
     { 0, 0, "190", NULL, PLAT_REAUTH, "the access token is invalid, expired or revoked" },
     { 0, 0, "102", NULL, PLAT_REAUTH, "the session is invalid" },
+    { 0, 0, "9007", "2207027", PLAT_RETRY, "the media is not ready for publishing yet" },
+    { 0, 0, "9007", NULL, PLAT_RETRY, "the media is not ready yet" },
+    { 0, 0, "9", "2207042", PLAT_DEFER, "the account's publishing limit was reached" },
     { 0, 0, "1", NULL, PLAT_RETRY, "Facebook had a transient error" },
     { 0, 0, "2", NULL, PLAT_RETRY, "Facebook is temporarily unavailable" },
     { 0, 0, "4", NULL, PLAT_DEFER, "the app's rate limit was reached" },
@@ -30,9 +39,13 @@ static const struct plat_rule graph_rows[] = {
     { 0, 0, "32", NULL, PLAT_DEFER, "the page's rate limit was reached" },
     { 0, 0, "613", NULL, PLAT_DEFER, "a rate limit was reached" },
     { 0, 0, "80000-80099", NULL, PLAT_DEFER, "the business use case rate limit was reached" },
-    { 0, 0, "10", NULL, PLAT_FATAL, "a permission is missing" },
-    { 0, 0, "200-299", NULL, PLAT_FATAL, "a permission is missing" },
+    { 0, 0, "10", NULL, PLAT_REAUTH, "a permission is missing: reconnecting grants it" },
+    { 0, 0, "200", NULL, PLAT_REAUTH, "a permission is missing: reconnecting grants it" },
+    { 0, 0, "201-299", NULL, PLAT_FATAL, "a permission is missing" },
     { 0, 0, "368", NULL, PLAT_FATAL, "blocked by Facebook's policy" },
+    { 0, 0, "100", "2207026", PLAT_FATAL, "the video format is not supported" },
+    { 0, 0, "100", "2207023", PLAT_FATAL, "the media type is not supported" },
+    { 0, 0, "100", "2207018", PLAT_FATAL, "the caption is too long or has too many hashtags" },
     { 0, 0, "100", NULL, PLAT_FATAL, "a parameter was refused" },
     { 429, 429, NULL, NULL, PLAT_DEFER, "rate limited" },
     { 500, 599, NULL, NULL, PLAT_RETRY, "Facebook is failing" },
@@ -90,11 +103,78 @@ long long graph_usage_wait_ms(const struct http_response *resp)
     return minutes > 0 && minutes <= 7 * 24 * 60 ? minutes * 60 * 1000 : 0;
 }
 
+#define GRAPH_DEFER_DEFAULT_MS (15 * 60 * 1000LL)
+#define GRAPH_USAGE_FULL_MS (60 * 60 * 1000LL)
+#define GRAPH_NOT_READY_MS (10 * 1000LL)
+
+/* The highest of x-app-usage's percentages, -1 when there is none. */
+static long long app_usage_percent(const struct http_response *resp)
+{
+    static const char *const keys[] = { "call_count", "total_time", "total_cputime" };
+    struct buf v;
+    struct json_object *root = NULL;
+    long long high = -1;
+
+    buf_init(&v, 4096);
+    if (http_response_header(resp, "x-app-usage", &v) == 0 && v.len &&
+        plat_json_parse(v.data, v.len, &root) == 0) {
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+            struct json_object *n;
+
+            if (json_object_object_get_ex(root, keys[i], &n) &&
+                (json_object_is_type(n, json_type_int) ||
+                 json_object_is_type(n, json_type_double))) {
+                long long pct = (long long)json_object_get_double(n);
+
+                if (pct > high)
+                    high = pct;
+            }
+        }
+        json_object_put(root);
+    }
+    buf_free(&v);
+    return high;
+}
+
+/*
+ * Waits: a rate limit lasts the business use case's
+ * estimated_time_to_regain_access when Graph says it; else an app usage
+ * at 100 % frees within the hour it is counted over; else Retry-After;
+ * else 15 minutes.  Media not ready (9007) is polled again after 10 s.
+ */
 static long long graph_wait_ms(const struct http_response *resp, enum plat_outcome outcome)
 {
-    long long ms = outcome == PLAT_DEFER ? graph_usage_wait_ms(resp) : 0;
+    long long ms;
 
-    return ms ? ms : plat_retry_after_ms(resp);
+    if (outcome == PLAT_DEFER) {
+        ms = graph_usage_wait_ms(resp);
+        if (!ms && app_usage_percent(resp) >= 100)
+            ms = GRAPH_USAGE_FULL_MS;
+        if (!ms)
+            ms = plat_retry_after_ms(resp);
+        return ms ? ms : GRAPH_DEFER_DEFAULT_MS;
+    }
+    ms = plat_retry_after_ms(resp);
+    if (!ms) {
+        struct plat_fault f;
+
+        graph_fault(resp, &f);
+        if (f.found && strcmp(f.code, "9007") == 0)
+            ms = GRAPH_NOT_READY_MS;
+    }
+    return ms;
+}
+
+int plat_graph_usage_high(const struct http_response *resp, int percent, long long *wait_ms)
+{
+    long long ms;
+
+    *wait_ms = 0;
+    if (percent <= 0 || app_usage_percent(resp) < percent)
+        return 0;
+    ms = graph_usage_wait_ms(resp);
+    *wait_ms = ms ? ms : GRAPH_USAGE_FULL_MS;
+    return 1;
 }
 
 const struct plat_rules plat_graph_rules = {

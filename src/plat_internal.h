@@ -274,6 +274,10 @@ int instagram_parse_me(const char *body, size_t len, char *id, size_t cap,
                        struct plat_error *err);
 /* The minutes of x-business-use-case-usage's estimated_time_to_regain_access, in ms. */
 long long graph_usage_wait_ms(const struct http_response *resp);
+/* 1 when x-app-usage of a (successful) Graph response has a percentage
+ * at or above percent (0 = never): *wait_ms is then
+ * estimated_time_to_regain_access or an hour; 0 otherwise. */
+int plat_graph_usage_high(const struct http_response *resp, int percent, long long *wait_ms);
 
 int instagram_configured(const struct conf *c);
 enum auth_kind instagram_auth_kind(const struct conf *c);

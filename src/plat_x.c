@@ -36,6 +36,8 @@ static const struct plat_rule x_rows[] = {
     { 0, 0, "131", NULL, PLAT_RETRY, "X failed internally" },
     { 0, 0, "88", NULL, PLAT_DEFER, "rate limited" },
     { 0, 0, "64", NULL, PLAT_FATAL, "the account is suspended" },
+    { 0, 0, "duplicate", NULL, PLAT_FATAL, "the same text was posted before" },
+    { 0, 0, "187", NULL, PLAT_FATAL, "the same text was posted before" },
     { 0, 0, "215", NULL, PLAT_FATAL, "the request carried bad authentication data" },
     { 0, 0, "415", NULL, PLAT_FATAL, "the callback URL is not approved for this app" },
     { 0, 0, "invalid_request", NULL, PLAT_REAUTH, "the token or code was refused" },
@@ -47,9 +49,13 @@ static const struct plat_rule x_rows[] = {
     { 0, 0, "not-authorized-for-resource", NULL, PLAT_FATAL, "not authorized for this resource" },
     { 0, 0, "invalid-request", NULL, PLAT_FATAL, "the request was refused as invalid" },
     { 401, 401, NULL, NULL, PLAT_REAUTH, "the credentials were refused" },
+    { 400, 400, NULL, NULL, PLAT_FATAL, "the request was refused as invalid" },
+    { 403, 403, NULL, NULL, PLAT_FATAL, "the request is forbidden" },
     { 429, 429, NULL, NULL, PLAT_DEFER, "rate limited" },
     { 500, 599, NULL, NULL, PLAT_RETRY, "X is failing" },
 };
+
+#define X_DUPLICATE_TEXT "duplicate content"
 
 /* The last path segment of a v2 problem type URL, else NULL. */
 static const char *problem_name(const char *type)
@@ -98,6 +104,10 @@ static void x_fault(const struct http_response *resp, struct plat_fault *f)
             code = title;
         json_get_string(root, "detail", &text);
     }
+    /* A repeated post has no code of its own in v2 (403 "Forbidden"):
+     * its words tell it. */
+    if (code && *code && text && strstr(text, X_DUPLICATE_TEXT))
+        code = "duplicate";
     if (code && *code) {
         f->found = 1;
         plat_copy_text(f->code, sizeof f->code, code);
@@ -107,6 +117,10 @@ out:
     json_object_put(root);
 }
 
+#define X_DEFER_DEFAULT_MS (15 * 60 * 1000LL)
+
+/* A rate limit lasts until x-rate-limit-reset, else Retry-After, else
+ * the 15-minute window X counts in. */
 long long x_wait_ms(const struct http_response *resp, enum plat_outcome outcome)
 {
     struct buf v;
@@ -124,7 +138,9 @@ long long x_wait_ms(const struct http_response *resp, enum plat_outcome outcome)
         }
         buf_free(&v);
     }
-    return ms ? ms : plat_retry_after_ms(resp);
+    if (!ms)
+        ms = plat_retry_after_ms(resp);
+    return ms || outcome != PLAT_DEFER ? ms : X_DEFER_DEFAULT_MS;
 }
 
 const struct plat_rules plat_x_rules = {

@@ -37,7 +37,13 @@ static const struct plat_rule google_rows[] = {
     { 0, 0, "redirect_uri_mismatch", NULL, PLAT_FATAL, "the redirect URI is not registered" },
     { 0, 0, "unsupported_grant_type", NULL, PLAT_FATAL, "the grant type was refused" },
     { 0, 0, "youtubeSignupRequired", NULL, PLAT_FATAL, "the account has no YouTube channel" },
-    { 0, 0, "forbidden", NULL, PLAT_FATAL, "the request is forbidden" },
+    { 0, 0, "forbidden", NULL, PLAT_REAUTH,
+      "the request is forbidden: reconnecting grants the access it needs" },
+    { 0, 0, "invalidTitle", NULL, PLAT_FATAL, "the title was refused" },
+    { 0, 0, "invalidDescription", NULL, PLAT_FATAL, "the description was refused" },
+    { 0, 0, "invalidTags", NULL, PLAT_FATAL, "the tags were refused" },
+    { 0, 0, "invalidCategoryId", NULL, PLAT_FATAL, "the category was refused" },
+    { 0, 0, "badRequest", NULL, PLAT_FATAL, "the request was refused as invalid" },
     { 401, 401, NULL, NULL, PLAT_REAUTH, "the credentials were refused" },
     { 429, 429, NULL, NULL, PLAT_DEFER, "rate limited" },
     { 500, 599, NULL, NULL, PLAT_RETRY, "Google is failing" },
@@ -81,8 +87,29 @@ static void google_fault(const struct http_response *resp, struct plat_fault *f)
     json_object_put(root);
 }
 
+#define GOOGLE_RATE_WAIT_MS (60 * 1000LL)
+
+/* Retry-After when Google sends one; a rate limit (reason or 429) else
+ * waits a minute.  Quotas (quotaExceeded, uploadLimitExceeded) say
+ * nothing here: they free at midnight Pacific time, which the quota
+ * ledger knows. */
+static long long google_wait_ms(const struct http_response *resp, enum plat_outcome outcome)
+{
+    long long ms = plat_retry_after_ms(resp);
+    struct plat_fault f;
+
+    if (ms || outcome != PLAT_DEFER)
+        return ms;
+    google_fault(resp, &f);
+    if (resp->status == 429 || (f.found && (strcmp(f.code, "rateLimitExceeded") == 0 ||
+                                            strcmp(f.code, "userRateLimitExceeded") == 0)))
+        return GOOGLE_RATE_WAIT_MS;
+    return 0;
+}
+
 const struct plat_rules plat_google_rules = {
-    "Google", google_rows, sizeof google_rows / sizeof google_rows[0], google_fault, NULL,
+    "Google", google_rows, sizeof google_rows / sizeof google_rows[0], google_fault,
+    google_wait_ms,
 };
 
 /* ------------------------------------------------------------ parsers -- */

@@ -1128,6 +1128,14 @@ int storage_get_to_fd(struct storage *s, const char *key, int fd, long long *byt
                                     : local_get(s, key, fd, bytes, err);
 }
 
+int storage_local_path(const struct storage *s, const char *key, struct buf *out)
+{
+    if (!s || s->backend != STORAGE_LOCAL || !storage_key_ok(key))
+        return CP_EINVAL;
+    buf_reset(out);
+    return buf_printf(out, "%s/%s", s->dir, key);
+}
+
 int storage_stat(struct storage *s, const char *key, long long *bytes, struct buf *err)
 {
     int rc;

@@ -55,6 +55,11 @@ int storage_put_file(struct storage *s, const char *key, const char *path,
 int storage_get_to_fd(struct storage *s, const char *key, int fd, long long *bytes,
                       struct buf *err);
 
+/* Local storage: the path of the file under key, so a reader can use it
+ * in place.  CP_EINVAL for S3 (copy it with storage_get_to_fd) or a bad
+ * key. */
+int storage_local_path(const struct storage *s, const char *key, struct buf *out);
+
 /* Its size, or CP_ENOTFOUND. */
 int storage_stat(struct storage *s, const char *key, long long *bytes, struct buf *err);
 

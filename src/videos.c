@@ -7,6 +7,7 @@
 
 #include "err.h"
 #include "json.h"
+#include "publications.h"
 #include "queue.h"
 #include "videos.h"
 
@@ -405,22 +406,27 @@ int video_mark_stored(struct db *db, long long id, const char *backend, const ch
     return db_transaction(db, stored_tx, &t, TX_ATTEMPTS);
 }
 
-int video_mark_probed(struct db *db, long long id, const struct video_probe *pr,
-                      const char *thumbnail_key)
+struct probed_tx {
+    long long id;
+    const struct video_probe *pr;
+    const char *thumb;
+};
+
+/* Ready and fanned out together: a video never sits ready without the
+ * publications its rules call for. */
+static int probed_tx(struct db *db, void *arg)
 {
-    const char *thumb = thumbnail_key && *thumbnail_key ? thumbnail_key : NULL;
+    struct probed_tx *t = arg;
+    const struct video_probe *pr = t->pr;
     struct db_param p[] = {
-        thumb ? DB_STR(thumb) : DB_NULL, DB_I64(pr->duration_ms), DB_I64(pr->width),
+        t->thumb ? DB_STR(t->thumb) : DB_NULL, DB_I64(pr->duration_ms), DB_I64(pr->width),
         DB_I64(pr->height), DB_I64(pr->rotation), DB_DOUBLE(pr->fps), DB_STR(pr->video_codec),
         DB_STR(pr->audio_codec), DB_I64(pr->audio_rate), DB_I64(pr->bitrate),
-        DB_STR(pr->container), DB_I64(pr->moov_front ? 1 : 0), DB_I64(id),
+        DB_STR(pr->container), DB_I64(pr->moov_front ? 1 : 0), DB_I64(t->id),
     };
     unsigned long long affected = 0;
     int rc;
 
-    if (id <= 0 || (thumb && strlen(thumb) > 512) || pr->duration_ms < 0 || pr->width < 0 ||
-        pr->height < 0 || pr->audio_rate < 0 || pr->bitrate < 0)
-        return CP_EINVAL;
     rc = db_exec(db, "UPDATE videos SET state = 'ready', thumbnail_key = ?, probe_duration_ms = ?,"
                      " probe_width = ?, probe_height = ?, probe_rotation = ?, probe_fps = ?,"
                      " probe_video_codec = ?, probe_audio_codec = ?, probe_audio_rate = ?,"
@@ -429,7 +435,20 @@ int video_mark_probed(struct db *db, long long id, const struct video_probe *pr,
                  p, sizeof p / sizeof p[0], &affected, NULL);
     if (rc)
         return rc;
-    return affected ? 0 : not_moved(db, id);
+    if (!affected)
+        return not_moved(db, t->id);
+    return pub_fanout(db, t->id, NULL);
+}
+
+int video_mark_probed(struct db *db, long long id, const struct video_probe *pr,
+                      const char *thumbnail_key)
+{
+    struct probed_tx t = { id, pr, thumbnail_key && *thumbnail_key ? thumbnail_key : NULL };
+
+    if (id <= 0 || (t.thumb && strlen(t.thumb) > 512) || pr->duration_ms < 0 || pr->width < 0 ||
+        pr->height < 0 || pr->audio_rate < 0 || pr->bitrate < 0)
+        return CP_EINVAL;
+    return db_transaction(db, probed_tx, &t, TX_ATTEMPTS);
 }
 
 int video_mark_failed(struct db *db, long long id, const char *why)

@@ -107,7 +107,10 @@ int video_begin_fetch(struct db *db, long long id, struct video *out);
 int video_mark_stored(struct db *db, long long id, const char *backend, const char *key,
                       long long bytes, const char *sha256_hex, const char *media_type);
 
-/* stored -> ready with the probe results and thumbnail key. */
+/* stored -> ready with the probe results and thumbnail key, and the
+ * video's publications and publish jobs (pub_fanout), in one
+ * transaction.  CP_ECONFLICT when the video is not stored (already ready,
+ * or failed), CP_ENOTFOUND. */
 int video_mark_probed(struct db *db, long long id, const struct video_probe *p,
                       const char *thumbnail_key);
 

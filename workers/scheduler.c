@@ -27,12 +27,15 @@ static const struct recurring_task recurring_fixed[] = {
 };
 #define NFIXED (sizeof recurring_fixed / sizeof recurring_fixed[0])
 /* The fixed tasks, then those whose interval is configured. */
-#define NRECURRING (NFIXED + 1)
+#define NRECURRING (NFIXED + 2)
 
 static struct recurring_task recurring_row(const struct conf *c, size_t i)
 {
     if (i < NFIXED)
         return recurring_fixed[i];
+    if (i == NFIXED + 1)
+        return (struct recurring_task){ "publications.sweep", "publications.sweep", NULL, NULL,
+                                        c->publication_sweep_interval };
     return (struct recurring_task){ "connections.plan", "connections.plan", NULL, NULL,
                                     c->connection_scan_interval };
 }

@@ -33,6 +33,10 @@
 #define FAILED_RECHECK_MS (30LL * 60 * 1000)
 /* A rate limit that did not say when it ends. */
 #define DEFER_DEFAULT_MS (60LL * 1000)
+/* How long a refresh waits for another worker's refresh of the same
+ * connection before deferring. */
+#define REFRESH_LOCK_WAIT_S 30
+
 /* Connections one plan run enqueues; more wait for the next run. */
 #define PLAN_BATCH 1000
 
@@ -147,9 +151,19 @@ int task_connection_refresh(struct task_ctx *ctx)
     if ((rc = task_secretbox(ctx, &sb)) != TASK_OK || (rc = task_http(ctx, &http)) != TASK_OK)
         return rc;
 
+    /* A publish job refreshing the same tokens holds this lock; read the
+     * row only once it is ours, so a refresh done meanwhile is seen. */
+    rc = conn_refresh_lock(ctx->db, id, REFRESH_LOCK_WAIT_S);
+    if (rc == CP_EBUSY)
+        return task_defer(ctx, 5000, "connection %lld: another worker is refreshing it", id);
+    if (rc)
+        return task_fail(ctx, JOB_ERR_TRANSIENT, 0, "connection %lld: cannot take the refresh lock: %s",
+                         id, cp_strerror(rc));
     conn = calloc(1, sizeof *conn);
-    if (!conn)
+    if (!conn) {
+        conn_refresh_unlock(ctx->db, id);
         return task_fail(ctx, JOB_ERR_TRANSIENT, 0, "out of memory");
+    }
     conn_secrets_init(&secrets);
     rc = conn_open_secrets(ctx->db, sb, id, conn, &secrets);
     if (rc == CP_ENOTFOUND) {
@@ -193,6 +207,7 @@ int task_connection_refresh(struct task_ctx *ctx)
 out:
     conn_secrets_clear(&secrets);
     free(conn);
+    conn_refresh_unlock(ctx->db, id);
     return rc;
 }
 

@@ -20,32 +20,6 @@
 
 #define ERR_MAX 1024
 
-/* Per worker process: the storage backend, the key ring and the HTTP
- * client are opened once and kept between jobs. */
-static struct storage *process_storage;
-
-static int open_storage(struct task_ctx *ctx, struct storage **out)
-{
-    struct buf err;
-    int rc;
-
-    *out = NULL;
-    if (!process_storage) {
-        buf_init(&err, ERR_MAX);
-        rc = storage_open(ctx->conf, &process_storage, &err);
-        if (rc) {
-            rc = task_fail(ctx, rc == CP_EINVAL ? JOB_ERR_PERMANENT : JOB_ERR_TRANSIENT, 0,
-                           "cannot open the media storage: %s",
-                           err.len ? buf_str(&err) : cp_strerror(rc));
-            buf_free(&err);
-            return rc;
-        }
-        buf_free(&err);
-    }
-    *out = process_storage;
-    return TASK_OK;
-}
-
 static int payload_video_id(struct task_ctx *ctx, long long *id)
 {
     *id = 0;
@@ -142,7 +116,7 @@ int task_video_fetch(struct task_ctx *ctx)
         rc = task_fail(ctx, JOB_ERR_TRANSIENT, 0, "video %lld: %s", id, cp_strerror(rc));
         goto out;
     }
-    if ((rc = open_storage(ctx, &st)) != TASK_OK)
+    if ((rc = task_storage(ctx, &st)) != TASK_OK)
         goto out;
     snprintf(key, sizeof key, "videos/%lld/%lld.mp4", v.user_id, v.id);
     if (scratch_path(st, "fetch", v.id, ".mp4", path, sizeof path)) {
@@ -247,7 +221,7 @@ int task_video_probe(struct task_ctx *ctx)
                        video_state_name(v.state));
         goto out;
     }
-    if ((rc = open_storage(ctx, &st)) != TASK_OK)
+    if ((rc = task_storage(ctx, &st)) != TASK_OK)
         goto out;
     if (scratch_path(st, "probe", id, ".mp4", path, sizeof path) ||
         scratch_path(st, "thumb", id, ".jpg", thumb, sizeof thumb)) {

@@ -8,6 +8,7 @@
 #include "http.h"
 #include "log.h"
 #include "secretbox.h"
+#include "storage.h"
 #include "tasks.h"
 
 /* Progress is written to the job row at most this often. */
@@ -21,6 +22,8 @@ const struct task tasks[] = {
     { "maintenance.prune_audit", task_prune_audit },
     { "maintenance.prune_sessions", task_prune_sessions },
     { "noop", task_noop },
+    { "publications.sweep", task_publications_sweep },
+    { "publish.post", task_publish_post },
     { "sleep", task_sleep },
     { "sync.plan", task_sync_plan },
     { "tiktok.sync", task_tiktok_sync },
@@ -149,6 +152,7 @@ int task_should_stop(const struct task_ctx *ctx)
 #define TOOL_ERROR_MAX 1024
 static struct secretbox *process_box;
 static struct http_client *process_http;
+static struct storage *process_storage;
 
 int task_secretbox(struct task_ctx *ctx, struct secretbox **out)
 {
@@ -172,6 +176,28 @@ int task_secretbox(struct task_ctx *ctx, struct secretbox **out)
     }
     buf_free(&err);
     *out = process_box;
+    return TASK_OK;
+}
+
+int task_storage(struct task_ctx *ctx, struct storage **out)
+{
+    struct buf err;
+    int rc;
+
+    *out = NULL;
+    if (!process_storage) {
+        buf_init(&err, TOOL_ERROR_MAX);
+        rc = storage_open(ctx->conf, &process_storage, &err);
+        if (rc) {
+            rc = task_fail(ctx, rc == CP_EINVAL ? JOB_ERR_PERMANENT : JOB_ERR_TRANSIENT, 0,
+                           "cannot open the media storage: %s",
+                           err.len ? buf_str(&err) : cp_strerror(rc));
+            buf_free(&err);
+            return rc;
+        }
+        buf_free(&err);
+    }
+    *out = process_storage;
     return TASK_OK;
 }
 

@@ -116,14 +116,16 @@ void task_alive(struct task_ctx *ctx);
  * lease was lost. */
 int task_should_stop(const struct task_ctx *ctx);
 
-/* The worker process's view of the secrets key ring and its HTTP client,
- * made on first use and kept for later jobs (the ring follows its file;
- * the client keeps connections to the platforms open).  Return TASK_OK,
+/* The worker process's view of the secrets key ring, its HTTP client and
+ * the media storage, made on first use and kept for later jobs (the ring
+ * follows its file; the client keeps connections to the platforms open).  Return TASK_OK,
  * or the value of task_fail() saying why they cannot be had. */
 struct secretbox;
 struct http_client;
+struct storage;
 int task_secretbox(struct task_ctx *ctx, struct secretbox **out);
 int task_http(struct task_ctx *ctx, struct http_client **out);
+int task_storage(struct task_ctx *ctx, struct storage **out);
 
 /* ------------------------------------------------------- handlers -- */
 
@@ -148,5 +150,9 @@ int task_sync_plan(struct task_ctx *ctx);
 /* Media of recorded videos (task_media.c). */
 int task_video_fetch(struct task_ctx *ctx);
 int task_video_probe(struct task_ctx *ctx);
+
+/* Publishing (task_publish.c). */
+int task_publish_post(struct task_ctx *ctx);
+int task_publications_sweep(struct task_ctx *ctx);
 
 #endif

@@ -13,6 +13,13 @@
  *                                             (fetch_url_to_file: cap and
  *                                             SHA-256 on the way), store it
  *                                             under KEY; print the figures
+ *   media_bench youtube-upload PATH           upload PATH with pub_youtube
+ *                                             (a resumable session, chunks
+ *                                             of youtube_chunk_size) to
+ *                                             youtube_api_url with the
+ *                                             access token in
+ *                                             BENCH_YOUTUBE_TOKEN; print
+ *                                             the figures
  *
  * Settings come from CROSSPOST_* environment variables over the defaults
  * (CROSSPOST_STORAGE_BACKEND, CROSSPOST_STORAGE_DIR, CROSSPOST_S3_*, ...),
@@ -25,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,6 +41,8 @@
 #include "err.h"
 #include "fetch.h"
 #include "http.h"
+#include "platforms.h"
+#include "publish.h"
 #include "storage.h"
 
 extern char **environ;
@@ -98,6 +108,50 @@ static int fetch_store(const struct conf *c, struct storage *st, const char *url
     return 0;
 }
 
+/* pub_youtube from an empty state, timed; the state is kept in memory. */
+static int youtube_upload(const struct conf *c, const char *path)
+{
+    struct plat_creds creds = { .kind = AUTH_OAUTH2, .refresh_token = "" };
+    struct pub_hooks hooks = { NULL, NULL, NULL, NULL };
+    struct pub_request rq;
+    struct pub_result res;
+    struct pub_quota quota;
+    struct plat_error err;
+    struct plat_ctx pc = { c, NULL };
+    struct json_object *state = json_object_new_object();
+    struct stat sb;
+    double t0, t1;
+    int rc;
+
+    creds.access_token = getenv("BENCH_YOUTUBE_TOKEN");
+    memset(&rq, 0, sizeof rq);
+    rq.creds = &creds;
+    rq.account_id = "";
+    rq.title = "Benchmark";
+    rq.caption = "";
+    rq.media.path = path;
+    rq.media.content_type = "video/mp4";
+    rc = stat(path, &sb) ? CP_EIO : http_client_new(c, &pc.http);
+    if (rc || !state) {
+        json_object_put(state);
+        return fail("youtube-upload", rc ? rc : CP_ENOMEM, NULL);
+    }
+    t0 = now_s();
+    rc = pub_youtube(&pc, &rq, state, &hooks, &res, &quota, &err);
+    t1 = now_s();
+    http_client_free(pc.http);
+    json_object_put(state);
+    if (rc) {
+        fprintf(stderr, "media_bench: youtube-upload: %s: %s\n", plat_outcome_name(err.outcome),
+                err.message);
+        return 1;
+    }
+    printf("bytes=%lld video_id=%s total_s=%.3f mib_s=%.1f peak_rss_kib=%ld\n",
+           (long long)sb.st_size, res.remote_id, t1 - t0,
+           (double)sb.st_size / (1024.0 * 1024.0) / (t1 - t0), peak_rss_kib());
+    return 0;
+}
+
 static int run(const struct conf *c, struct storage *st, int argc, char **argv)
 {
     const char *cmd = argv[0];
@@ -128,6 +182,8 @@ static int run(const struct conf *c, struct storage *st, int argc, char **argv)
             printf("%s\n", buf_str(&out));
     } else if (strcmp(cmd, "fetch-store") == 0 && argc == 3) {
         status = fetch_store(c, st, argv[1], argv[2]);
+    } else if (strcmp(cmd, "youtube-upload") == 0 && argc == 2) {
+        status = youtube_upload(c, argv[1]);
     } else {
         fprintf(stderr, "media_bench: unknown command or wrong arguments: %s\n", cmd);
         status = 2;
@@ -158,7 +214,7 @@ int main(int argc, char **argv)
     if (rc)
         return fail("configuration", rc, &err);
     if (argc < 2) {
-        fprintf(stderr, "usage: media_bench [--config FILE] put|get|stat|delete|url|fetch-store ...\n");
+        fprintf(stderr, "usage: media_bench [--config FILE] put|get|stat|delete|url|fetch-store|youtube-upload ...\n");
         conf_free(c);
         return 2;
     }

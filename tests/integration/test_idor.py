@@ -69,6 +69,27 @@ def make_video(stack, owner):
     return int(rows[0][0])
 
 
+def make_rule(stack, owner):
+    """A rule of the owner's from their TikTok connection to their X account."""
+    source = make_connection(stack, owner)
+    account = "idor_" + uuid.uuid4().hex[:10]
+    stack.sim("x", "POST", "/__control/accounts", {"username": account})
+    browser = stack.browser()
+    browser.token, browser.user = owner.access, owner.user
+    out = browser.connect("x", account)
+    assert out.get("result") == "connected", out
+    body = {"source_connection_id": source,
+            "destinations": [{"connection_id": int(out["connection_id"])}]}
+    r = stack.request("POST", "/api/v1/rules", body=json.dumps(body), headers=bearer(owner.access))
+    assert r.status == 201, r
+    return r.json()["id"]
+
+
+def rule_unchanged(stack, owner, rid):
+    r = stack.request("GET", "/api/v1/rules/%d" % rid, headers=bearer(owner.access))
+    return r.status == 200 and r.json()["name"] == ""
+
+
 def video_there(stack, owner, vid):
     return stack.request("GET", "/api/v1/videos/%d" % vid,
                          headers=bearer(owner.access)).status == 200
@@ -77,6 +98,22 @@ def video_there(stack, owner, vid):
 def connection_there(stack, owner, cid):
     return stack.request("GET", "/api/v1/connections/%d" % cid,
                          headers=bearer(owner.access)).status == 200
+
+
+def make_post(stack, owner):
+    """A failed publication of the owner's video (no job), so that a retry
+    would change it."""
+    vid = make_video(stack, owner)
+    stack_sql(stack, "INSERT INTO publications (user_id, video_id, connection_id, platform, state,"
+                     " settings) SELECT user_id, id, connection_id, 'tiktok', 'failed', '{}'"
+                     " FROM videos WHERE id = %d" % vid)
+    rows = stack_sql(stack, "SELECT id FROM publications WHERE video_id = %d" % vid)
+    return int(rows[0][0])
+
+
+def post_untouched(stack, owner, pid):
+    r = stack.request("GET", "/api/v1/posts/%d" % pid, headers=bearer(owner.access))
+    return r.status == 200 and r.json()["state"] == "failed" and r.json()["job_id"] is None
 
 
 # pattern -> (create(stack, owner_session) -> id, [(method, body)] tried by the other user,
@@ -123,6 +160,21 @@ OWNED = {
         make_video,
         [("GET", None)],
         video_there,
+    ),
+    "/api/v1/posts/{id}": (
+        make_post,
+        [("GET", None)],
+        post_untouched,
+    ),
+    "/api/v1/posts/{id}/retry": (
+        make_post,
+        [("POST", {})],
+        post_untouched,
+    ),
+    "/api/v1/rules/{id}": (
+        make_rule,
+        [("GET", None), ("PATCH", {"name": "not yours"}), ("DELETE", None)],
+        rule_unchanged,
     ),
 }
 

@@ -95,7 +95,8 @@ def test_changes_end_sessions_and_are_audited(stack):
     actions = [r[0] for r in sql(stack, "SELECT action FROM audit_log WHERE target_type = 'user' "
                                         "AND target_id = '%s' ORDER BY id" % uid)]
     assert actions == ["user.create", "user.password", "user.role", "user.disable", "user.enable"]
-    labels = {r[0] for r in sql(stack, "SELECT actor_label FROM audit_log WHERE target_id = '%s'" % uid)}
+    labels = {r[0] for r in sql(stack, "SELECT actor_label FROM audit_log WHERE target_type = 'user'"
+                                       " AND target_id = '%s'" % uid)}
     assert labels == {"crosspostctl"}
 
 

@@ -283,7 +283,7 @@ def configured_queues(stack):
             m = re.match(r'\s*worker_queues\s*=\s*"?([^"#\s]+)', line)
             if m:
                 return m.group(1)
-    return "default:2,media:2,maintenance:1"
+    return "default:2,media:2,publish:2,maintenance:1"
 
 
 @pytest.fixture

@@ -27,6 +27,11 @@ from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 CONTROL_PREFIX = "/__control/"
+# status: answer with that status and the platform's error body; drop:
+# close without an answer; timeout: hold `seconds`, then close; and the
+# two where the platform does the work but the answer is lost:
+# drop_after (closed at once) and timeout_after (held, then closed).
+FAULT_ACTIONS = ("status", "drop", "timeout", "drop_after", "timeout_after")
 CONSENT_PATH = "/__consent"
 DEFAULT_BODY_LIMIT = 16 * 1024 * 1024
 DRAIN_LIMIT = 1024 * 1024
@@ -894,8 +899,9 @@ class Core:
             return json_response({"faults": []})
         body = req.json()
         if not isinstance(body, dict) or not body.get("match") or \
-                body.get("action") not in ("status", "drop", "timeout"):
-            return json_response({"error": "need match and action status|drop|timeout"}, 400)
+                body.get("action") not in FAULT_ACTIONS:
+            return json_response({"error": "need match and action "
+                                           + "|".join(FAULT_ACTIONS)}, 400)
         try:
             fault = {"match": str(body["match"]),
                      "method": str(body.get("method") or "").upper() or None,
@@ -1034,11 +1040,21 @@ class Core:
             if fault["action"] == "timeout":
                 self.stopping.wait(fault["seconds"])
                 return drop_response(), "timeout"
+            if fault["action"] in ("timeout_after", "drop_after"):
+                # The platform did the work; only its answer is lost.
+                resp, _ = self._handle(req)
+                if fault["action"] == "timeout_after":
+                    self.stopping.wait(fault["seconds"])
+                return drop_response(), "%s(%s)" % (fault["action"], resp.status)
             resp = self.plugin.fault_response(req, fault)
             resp.status = fault["status"]
             if fault.get("retry_after") is not None:
                 resp.set_header("Retry-After", int(fault["retry_after"]))
             return resp, "status"
+        return self._handle(req)
+
+    def _handle(self, req):
+        """Route req to its handler: (Response, None)."""
         if req.path == CONSENT_PATH and req.method == "POST":
             with self.lock:
                 return self._consent_post(req), None

@@ -15,7 +15,9 @@ Routes (base = tiktok_auth_url host = tiktok_api_url = tiktok_web_url):
 Control (besides the common ones):
   GET  /__control/state adds "videos" {id: {..., account, share_url, bytes, sha256}}
   POST /__control/accounts {"username","display_name"?,"videos":N?}
-  POST /__control/videos {"account","description","title"?,"create_time"?}
+  POST /__control/videos {"account","description","title"?,"create_time"?,"stock"?}
+       "stock" picks the clip by name (media.stock_names(): 400 for another);
+       without it the three stock_videos() clips take turns.
   POST /__control/cookies/expire {"account"}
   POST /__control/webhook {"event","account","content":{},"url"?,"bad_signature"?,"timestamp"?}
 Config knobs: access_ttl, refresh_ttl, rotate_refresh, rate_limit, rate_window,
@@ -99,6 +101,14 @@ class TikTokSim(simcore.Platform):
             self.stock = media.stock_videos(cache)
         return self.stock
 
+    def _clip(self, name):
+        """Any stock clip by name, the extra ones made on first use."""
+        for s in self._stock():
+            if s["name"] == name:
+                return s
+        cache = os.environ.get("PLATFORMSIM_MEDIA_CACHE") or self.core.media_dir
+        return media.stock_video(cache, name)
+
     def seed(self):
         self.core.state["videos"] = {}
         base = int(self.core.now()) - 86400 * 10
@@ -152,7 +162,7 @@ class TikTokSim(simcore.Platform):
     def _write_video_file(self, vid, stock_name):
         """Each video gets its own bytes: the stock clip plus a trailing
         top-level `free` box naming the video (valid ISO BMFF)."""
-        src = next(s for s in self._stock() if s["name"] == stock_name)
+        src = self._clip(stock_name)
         path = self._video_path(vid)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = path + ".tmp"
@@ -163,7 +173,7 @@ class TikTokSim(simcore.Platform):
         os.replace(tmp, path)
         return path
 
-    def _new_video(self, username, description, title=None, create_time=None):
+    def _new_video(self, username, description, title=None, create_time=None, stock_name=None):
         core = self.core
         stock = self._stock()
         videos = core.state["videos"]
@@ -172,7 +182,7 @@ class TikTokSim(simcore.Platform):
         ct = int(create_time if create_time is not None else core.now())
         if ct <= latest:
             ct = latest + 1             # distinct seconds keep cursors exact
-        src = stock[len(videos) % len(stock)]
+        src = self._clip(stock_name) if stock_name else stock[len(videos) % len(stock)]
         vid = simcore.random_digits(19)
         self._write_video_file(vid, src["name"])
         v = {"id": vid, "account": username, "create_time": ct,
@@ -503,7 +513,7 @@ class TikTokSim(simcore.Platform):
             exp = -1
         if v is None or exp < now or req.query.get("x-signature") != self._cover_sig(vid, exp):
             return simcore.text_response("Access Denied", 403)
-        src = next(s for s in self._stock() if s["name"] == v["stock"])
+        src = self._clip(v["stock"])
         return file_response(req, src["cover"], "image/jpeg")
 
     def avatar(self, req):
@@ -537,8 +547,12 @@ class TikTokSim(simcore.Platform):
         b = req.json() or {}
         if self.core.account(b.get("account", "")) is None:
             return json_response({"error": "unknown account"}, 404)
+        name = b.get("stock")
+        if name is not None and name not in media.stock_names():
+            return json_response({"error": "unknown stock clip",
+                                  "stock": media.stock_names()}, 400)
         v = self._new_video(b["account"], b.get("description") or "", b.get("title"),
-                            b.get("create_time"))
+                            b.get("create_time"), stock_name=name)
         out = self._video_json(v)
         out.update({"account": v["account"], "bytes": v["bytes"], "sha256": v["sha256"]})
         return json_response(out, 201)

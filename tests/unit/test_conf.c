@@ -58,6 +58,11 @@ static const char *const all_keys[] = {
     "s3_part_size", "media_max_bytes", "fetch_command", "fetch_timeout",
     "ffprobe_command", "ffmpeg_command", "sync_interval_min",
     "sync_interval_max", "webhook_max_age",
+    "youtube_chunk_size", "youtube_daily_units", "youtube_insert_units",
+    "youtube_channel_daily_uploads", "x_chunk_size", "x_user_posts", "x_user_window",
+    "x_app_posts", "instagram_upload", "instagram_quota_recheck", "app_usage_defer_percent",
+    "publish_poll_max", "publish_processing_deadline", "publication_stuck_after",
+    "publication_sweep_interval", "media_transcode_timeout", "rule_backfill_max",
 };
 #define NKEYS (sizeof all_keys / sizeof all_keys[0])
 

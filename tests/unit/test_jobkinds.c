@@ -71,6 +71,8 @@ static const struct expected_kind expected_kinds[] = {
     { "maintenance.prune_audit", "maintenance", 3, 600000, 0 },
     { "maintenance.prune_sessions", "maintenance", 3, 600000, 0 },
     { "noop", "default", 5, 60000, 1 },
+    { "publications.sweep", "maintenance", 3, 600000, 0 },
+    { "publish.post", "publish", 8, 3600000, 0 },
     { "sleep", "default", 5, 600000, 1 },
     { "sync.plan", "maintenance", 3, 600000, 0 },
     { "tiktok.sync", "default", 5, 600000, 0 },

@@ -313,14 +313,15 @@ static const struct classify_case classify_cases[] = {
       "{\"error\":{\"message\":\"Application request limit reached\",\"code\":4}}", PLAT_DEFER,
       "4", 300000, 300000 },
     { "graph user limit without header", &plat_graph_rules, 400, NULL,
-      "{\"error\":{\"message\":\"User request limit reached\",\"code\":17}}", PLAT_DEFER, "17", 0,
-      0 },
+      "{\"error\":{\"message\":\"User request limit reached\",\"code\":17}}", PLAT_DEFER, "17",
+      900000, 900000 },
     { "graph permission range", &plat_graph_rules, 403, NULL,
       "{\"error\":{\"message\":\"Permissions error\",\"code\":250}}", PLAT_FATAL, "250", 0, 0 },
     { "graph outside the permission range", &plat_graph_rules, 400, NULL,
       "{\"error\":{\"message\":\"?\",\"code\":300}}", PLAT_FATAL, "300", 0, 0 },
     { "graph business use case limit", &plat_graph_rules, 400, NULL,
-      "{\"error\":{\"message\":\"limit\",\"code\":80002}}", PLAT_DEFER, "80002", 0, 0 },
+      "{\"error\":{\"message\":\"limit\",\"code\":80002}}", PLAT_DEFER, "80002", 900000,
+      900000 },
     { "graph policy block", &plat_graph_rules, 400, NULL,
       "{\"error\":{\"message\":\"blocked\",\"code\":368,\"error_subcode\":1390008}}", PLAT_FATAL,
       "368", 0, 0 },
@@ -367,7 +368,8 @@ static const struct classify_case classify_cases[] = {
       "\"Unauthorized\"}", PLAT_REAUTH, "Unauthorized", 0, 0 },
     { "x v2 usage capped", &plat_x_rules, 429, NULL,
       "{\"title\":\"UsageCapExceeded\",\"type\":\"https://api.twitter.com/2/problems/usage-capped\","
-      "\"status\":429,\"detail\":\"Usage cap exceeded\"}", PLAT_DEFER, "usage-capped", 0, 0 },
+      "\"status\":429,\"detail\":\"Usage cap exceeded\"}", PLAT_DEFER, "usage-capped", 900000,
+      900000 },
     { "x v2 data with partial errors", &plat_x_rules, 200, NULL,
       "{\"data\":{\"id\":\"1\"},\"errors\":[{\"message\":\"partial\"}]}", PLAT_OK, "", 0, 0 },
     { "x form success", &plat_x_rules, 200, NULL,
@@ -449,11 +451,11 @@ static void test_x_rate_limit_reset(void **state)
     assert_int_equal(plat_classify(&plat_x_rules, &r, "X user lookup", &e), PLAT_DEFER);
     assert_true(e.retry_after_ms >= 58000 && e.retry_after_ms <= 60000);
     http_response_free(&r);
-    /* a reset in the past says nothing */
+    /* a reset in the past says nothing: X's 15-minute window */
     snprintf(headers, sizeof headers, "x-rate-limit-reset: %lld\r\n", now - 10);
     canned(&r, 429, headers, "");
     assert_int_equal(plat_classify(&plat_x_rules, &r, "X user lookup", &e), PLAT_DEFER);
-    assert_int_equal(e.retry_after_ms, 0);
+    assert_int_equal(e.retry_after_ms, 900000);
     http_response_free(&r);
 }
 
