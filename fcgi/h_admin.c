@@ -34,11 +34,6 @@
     "DATE_FORMAT(created_at, '%Y-%m-%dT%H:%i:%s.%fZ'), " \
     "COALESCE(DATE_FORMAT(last_login_at, '%Y-%m-%dT%H:%i:%s.%fZ'), '')"
 
-static void reply_unavailable(struct request *req)
-{
-    reply_error(req, 503, "unavailable", "The database is not answering; try again shortly.");
-}
-
 static void reply_no_user(struct request *req, long long id)
 {
     reply_error(req, 404, "not_found", "No user has id %lld.", id);
@@ -291,10 +286,8 @@ void h_admin_user_create(struct request *req)
         reply_error(req, 500, "internal", "The password could not be hashed.");
         return;
     }
-    if (app_db(req->app, &db)) {
-        reply_unavailable(req);
+    if (req_db(req, &db))
         return;
-    }
     rc = user_create(db, norm, name ? name : "", hash, role, &id);
     if (rc == CP_ECONFLICT) {
         reply_error(req, 409, "email_taken", "An account with this email exists.");

@@ -39,11 +39,6 @@ static int audit_key(struct request *req, const char *action, int failed, long l
     return audit_write(db, &ev);
 }
 
-static void reply_unavailable(struct request *req)
-{
-    reply_error(req, 503, "unavailable", "The database is not answering; try again shortly.");
-}
-
 static void append_time(struct buf *b, const char *name, const char *value)
 {
     if (value[0])
@@ -131,10 +126,8 @@ void h_apikeys_create(struct request *req)
                     APIKEY_NAME_MAX);
         return;
     }
-    if (app_db(req->app, &db)) {
-        reply_unavailable(req);
+    if (req_db(req, &db))
         return;
-    }
     rc = apikey_create(db, req->user_id, name, key, &id);
     if (rc == CP_ETOOBIG) {
         reply_error(req, 409, "too_many_keys",
@@ -174,10 +167,8 @@ void h_apikeys_revoke(struct request *req)
 
     if (req_path_id(req, "id", &id))
         return;
-    if (app_db(req->app, &db)) {
-        reply_unavailable(req);
+    if (req_db(req, &db))
         return;
-    }
     rc = apikey_revoke(db, req->user_id, id);
     if (rc == CP_ENOTFOUND) {
         reply_error(req, 404, "not_found", "You have no live API key %lld.", id);

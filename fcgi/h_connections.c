@@ -42,11 +42,6 @@
 #define AUTHORIZE_JSON_MAX (16u << 10)
 #define DETAIL_MAX 256
 
-static void reply_unavailable(struct request *req)
-{
-    reply_error(req, 503, "unavailable", "The database is not answering; try again shortly.");
-}
-
 static void reply_no_connection(struct request *req, long long id)
 {
     reply_error(req, 404, "not_found", "No connection has id %lld.", id);
@@ -269,10 +264,8 @@ void h_connections_list(struct request *req)
         return;
     f.after_id = cursor;
     f.limit = limit;
-    if (app_db(req->app, &db)) {
-        reply_unavailable(req);
+    if (req_db(req, &db))
         return;
-    }
     rows = calloc((size_t)limit, sizeof *rows);
     if (!rows) {
         reply_error(req, 500, "internal", "Out of memory.");
@@ -561,10 +554,8 @@ void h_connection_tiktok_cookie(struct request *req)
         reply_secrets_unavailable(req, rc);
         return;
     }
-    if (app_db(req->app, &db)) {
-        reply_unavailable(req);
+    if (req_db(req, &db))
         return;
-    }
     if (app_http(req->app, &http)) {
         reply_error(req, 500, "internal", "No HTTP client could be made.");
         return;

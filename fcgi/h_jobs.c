@@ -60,11 +60,6 @@ struct job_filter {
     char from[QUERY_TIME_MAX], to[QUERY_TIME_MAX];
 };
 
-static void reply_unavailable(struct request *req)
-{
-    reply_error(req, 503, "unavailable", "The database is not answering; try again shortly.");
-}
-
 static void reply_no_job(struct request *req, long long id)
 {
     reply_error(req, 404, "not_found", "No job has id %lld.", id);
@@ -615,10 +610,8 @@ void h_jobs_dead_retry(struct request *req)
             return;
         }
     }
-    if (app_db(req->app, &db)) {
-        reply_unavailable(req);
+    if (req_db(req, &db))
         return;
-    }
     struct dead_filter f = {
         .queue = queue[0] ? queue : NULL, .kind = kind[0] ? kind : NULL,
         .error_class = error_class[0] ? error_class : NULL, .user_scope = user_scope(req),

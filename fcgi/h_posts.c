@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "audit.h"
 #include "connections.h"
@@ -29,11 +28,6 @@
 #define QUOTA_JSON_MAX (4u << 20)
 #define DETAIL_MAX 128
 
-static void reply_unavailable(struct request *req)
-{
-    reply_error(req, 503, "unavailable", "The database is not answering; try again shortly.");
-}
-
 static struct conn_scope scope_of(const struct request *req)
 {
     struct conn_scope s = { .user_id = req->user_id, .see_all = req->user_role != USER_ROLE_USER };
@@ -42,24 +36,6 @@ static struct conn_scope scope_of(const struct request *req)
 }
 
 /* ------------------------------------------------------------ filters -- */
-
-/* "2026-11-22 05:00:00.000000" (parse_utc_time's form) as epoch ms. */
-static int literal_ms(const char *lit, long long *out)
-{
-    struct tm tm;
-    const char *rest;
-    long long frac = 0, scale = 100;
-
-    memset(&tm, 0, sizeof tm);
-    rest = strptime(lit, "%Y-%m-%d %H:%M:%S", &tm);
-    if (!rest)
-        return CP_EINVAL;
-    if (*rest == '.')
-        for (rest++; *rest >= '0' && *rest <= '9'; rest++, scale /= 10)
-            frac += scale > 0 ? (*rest - '0') * scale : 0;
-    *out = (long long)timegm(&tm) * 1000 + frac;
-    return *out > 0 ? 0 : CP_EINVAL;
-}
 
 /* ?from= / ?to=: an RFC 3339 UTC time or epoch milliseconds. */
 static int read_time(struct request *req, const char *name, long long *ms)
@@ -73,20 +49,8 @@ static int read_time(struct request *req, const char *name, long long *ms)
         return 0;
     if (parse_id(text, ms) == 0)
         return 0;
-    if (parse_utc_time(text, lit, sizeof lit) || literal_ms(lit, ms))
+    if (parse_utc_time(text, lit, sizeof lit) || utc_literal_ms(lit, ms))
         return reply_bad_parameter(req, name, "a UTC time (2026-11-22T05:00:00Z) or epoch milliseconds");
-    return 0;
-}
-
-static int read_id(struct request *req, const char *name, const char *what, long long *out)
-{
-    char text[32];
-    int rc = req_query(req, name, text, sizeof text);
-
-    if (rc == 1)
-        return 1;
-    if (rc == 0 && parse_id(text, out))
-        return reply_bad_parameter(req, name, what);
     return 0;
 }
 
@@ -119,9 +83,9 @@ static int read_filter(struct request *req, struct pub_filter *f)
                                        " publishing, deferred, published, failed, cancelled");
         f->have_state = 1;
     }
-    if (read_id(req, "connection_id", "a connection id", &f->connection_id) ||
-        read_id(req, "rule_id", "a rule id", &f->rule_id) ||
-        read_id(req, "video_id", "a video id", &f->video_id) ||
+    if (req_query_id(req, "connection_id", "a connection id", &f->connection_id) ||
+        req_query_id(req, "rule_id", "a rule id", &f->rule_id) ||
+        req_query_id(req, "video_id", "a video id", &f->video_id) ||
         read_time(req, "from", &f->from_ms) || read_time(req, "to", &f->to_ms))
         return 1;
     return 0;
@@ -141,10 +105,8 @@ void h_posts_list(struct request *req)
 
     if (read_filter(req, &f))
         return;
-    if (app_db(req->app, &db)) {
-        reply_unavailable(req);
+    if (req_db(req, &db))
         return;
-    }
     rows = calloc((size_t)f.limit, sizeof *rows);
     if (!rows) {
         reply_error(req, 500, "internal", "Out of memory.");
@@ -208,6 +170,33 @@ static int add_job(struct db *db, long long job_id, struct buf *b)
     return rc;
 }
 
+/* The post the path names, in the caller's scope, with *db and *id set;
+ * NULL after replying 404, 503 or 500.  The caller frees it. */
+static struct publication *path_post(struct request *req, const struct conn_scope *scope,
+                                     struct db **db, long long *id)
+{
+    struct publication *p;
+    int rc;
+
+    if (req_path_id(req, "id", id) || req_db(req, db))
+        return NULL;
+    p = calloc(1, sizeof *p);
+    if (!p) {
+        reply_error(req, 500, "internal", "Out of memory.");
+        return NULL;
+    }
+    rc = pub_get(*db, scope, *id, p);
+    if (rc == CP_ENOTFOUND)
+        reply_error(req, 404, "not_found", "No post has id %lld.", *id);
+    else if (rc)
+        reply_unavailable(req);
+    if (rc) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
 void h_post_get(struct request *req)
 {
     struct conn_scope scope = scope_of(req);
@@ -217,26 +206,9 @@ void h_post_get(struct request *req)
     long long id;
     int rc;
 
-    if (req_path_id(req, "id", &id))
+    p = path_post(req, &scope, &db, &id);
+    if (!p)
         return;
-    if (app_db(req->app, &db)) {
-        reply_unavailable(req);
-        return;
-    }
-    p = calloc(1, sizeof *p);
-    if (!p) {
-        reply_error(req, 500, "internal", "Out of memory.");
-        return;
-    }
-    rc = pub_get(db, &scope, id, p);
-    if (rc == CP_ENOTFOUND) {
-        reply_error(req, 404, "not_found", "No post has id %lld.", id);
-        goto out;
-    }
-    if (rc) {
-        reply_unavailable(req);
-        goto out;
-    }
     buf_init(&b, POST_JSON_MAX);
     rc = pub_to_json(p, &b);
     if (!rc) {
@@ -251,7 +223,6 @@ void h_post_get(struct request *req)
     else
         reply_json(req, 200, buf_str(&b), b.len);
     buf_free(&b);
-out:
     free(p);
 }
 
@@ -279,20 +250,10 @@ void h_post_retry(struct request *req)
     long long id, job = 0;
     int rc;
 
-    if (req_path_id(req, "id", &id))
+    p = path_post(req, &scope, &db, &id);
+    if (!p)
         return;
-    if (app_db(req->app, &db)) {
-        reply_unavailable(req);
-        return;
-    }
-    p = calloc(1, sizeof *p);
-    if (!p) {
-        reply_error(req, 500, "internal", "Out of memory.");
-        return;
-    }
-    rc = pub_get(db, &scope, id, p);
-    if (rc == 0)
-        rc = pub_retry(db, &scope, id, &job);
+    rc = pub_retry(db, &scope, id, &job);
     if (rc == CP_ENOTFOUND) {
         reply_error(req, 404, "not_found", "No post has id %lld.", id);
         goto out;
@@ -336,10 +297,8 @@ void h_quotas_list(struct request *req)
     struct buf b;
     int rc;
 
-    if (app_db(req->app, &db)) {
-        reply_unavailable(req);
+    if (req_db(req, &db))
         return;
-    }
     buf_init(&b, QUOTA_JSON_MAX);
     rc = quota_list_json(db, req->user_role == USER_ROLE_USER ? req->user_id : 0, &b);
     if (rc == CP_ETOOBIG || rc == CP_ENOMEM || rc == CP_EINVAL)

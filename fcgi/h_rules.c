@@ -28,11 +28,6 @@
 #define LIST_JSON_MAX (32u << 20)      /* a page of them */
 #define DETAIL_MAX 128
 
-static void reply_unavailable(struct request *req)
-{
-    reply_error(req, 503, "unavailable", "The database is not answering; try again shortly.");
-}
-
 static void reply_no_rule(struct request *req, long long id)
 {
     reply_error(req, 404, "not_found", "No rule has id %lld.", id);
@@ -147,10 +142,8 @@ void h_rules_list(struct request *req)
         return;
     f.after_id = cursor;
     f.limit = limit;
-    if (app_db(req->app, &db)) {
-        reply_unavailable(req);
+    if (req_db(req, &db))
         return;
-    }
     buf_init(&b, LIST_JSON_MAX);
     rc = rule_list(db, &scope, &f, &b);
     if (rc == CP_ETOOBIG || rc == CP_ENOMEM)
@@ -191,10 +184,8 @@ void h_rule_create(struct request *req)
     long long id = 0;
     int rc;
 
-    if (app_db(req->app, &db)) {
-        reply_unavailable(req);
+    if (req_db(req, &db))
         return;
-    }
     rule_input_init(&in);
     if (parse_body(req, db, req->json, &in))
         goto done;
@@ -220,10 +211,8 @@ void h_rule_get(struct request *req)
 
     if (req_path_id(req, "id", &id))
         return;
-    if (app_db(req->app, &db)) {
-        reply_unavailable(req);
+    if (req_db(req, &db))
         return;
-    }
     reply_rule(req, db, 200, id);
 }
 
@@ -248,10 +237,8 @@ void h_rule_update(struct request *req)
         reply_error(req, 422, "nothing_to_change", "Name at least one member of the rule to change.");
         return;
     }
-    if (app_db(req->app, &db)) {
-        reply_unavailable(req);
+    if (req_db(req, &db))
         return;
-    }
     rc = rule_get(db, &scope, id, &stored, NULL);
     if (rc == CP_ENOTFOUND) {
         reply_no_rule(req, id);
@@ -302,10 +289,8 @@ void h_rule_delete(struct request *req)
     }
     if (req_path_id(req, "id", &id))
         return;
-    if (app_db(req->app, &db)) {
-        reply_unavailable(req);
+    if (req_db(req, &db))
         return;
-    }
     rc = rule_delete(db, req->user_id, id);
     if (rc == CP_ENOTFOUND) {
         reply_no_rule(req, id);

@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "audit.h"
 #include "auth.h"
@@ -41,11 +40,6 @@
 
 /* The media store of this process, for signing thumbnail URLs. */
 static struct storage *media_store;
-
-static void reply_unavailable(struct request *req)
-{
-    reply_error(req, 503, "unavailable", "The database is not answering; try again shortly.");
-}
 
 static struct conn_scope scope_of(const struct request *req)
 {
@@ -91,10 +85,8 @@ void h_video_get(struct request *req)
 
     if (req_path_id(req, "id", &id))
         return;
-    if (app_db(req->app, &db)) {
-        reply_unavailable(req);
+    if (req_db(req, &db))
         return;
-    }
     v = calloc(1, sizeof *v);
     if (!v) {
         reply_error(req, 500, "internal", "Out of memory.");
@@ -127,24 +119,6 @@ void h_video_get(struct request *req)
     free(v);
 }
 
-/* "2026-11-22 05:00:00.000000" (parse_utc_time's form) as epoch ms. */
-static int literal_ms(const char *lit, long long *out)
-{
-    struct tm tm;
-    const char *rest;
-    long long frac = 0, scale = 100;
-
-    memset(&tm, 0, sizeof tm);
-    rest = strptime(lit, "%Y-%m-%d %H:%M:%S", &tm);
-    if (!rest)
-        return CP_EINVAL;
-    if (*rest == '.')
-        for (rest++; *rest >= '0' && *rest <= '9'; rest++, scale /= 10)
-            frac += scale > 0 ? (*rest - '0') * scale : 0;
-    *out = (long long)timegm(&tm) * 1000 + frac;
-    return *out > 0 ? 0 : CP_EINVAL;
-}
-
 static int read_filter(struct request *req, struct video_filter *f)
 {
     char text[64], lit[QUERY_TIME_MAX];
@@ -153,11 +127,8 @@ static int read_filter(struct request *req, struct video_filter *f)
     memset(f, 0, sizeof *f);
     if (req_paging(req, &f->limit, &f->after_id))
         return 1;
-    rc = req_query(req, "connection_id", text, sizeof text);
-    if (rc == 1)
+    if (req_query_id(req, "connection_id", "a connection id", &f->connection_id))
         return 1;
-    if (rc == 0 && parse_id(text, &f->connection_id))
-        return reply_bad_parameter(req, "connection_id", "a connection id");
     rc = req_query(req, "state", text, sizeof text);
     if (rc == 1)
         return 1;
@@ -170,12 +141,12 @@ static int read_filter(struct request *req, struct video_filter *f)
     rc = req_query_time(req, "from", lit, sizeof lit);
     if (rc == 1)
         return 1;
-    if (rc == 0 && literal_ms(lit, &f->from_ms))
+    if (rc == 0 && utc_literal_ms(lit, &f->from_ms))
         return reply_bad_parameter(req, "from", "a UTC time after 1970");
     rc = req_query_time(req, "to", lit, sizeof lit);
     if (rc == 1)
         return 1;
-    if (rc == 0 && literal_ms(lit, &f->to_ms))
+    if (rc == 0 && utc_literal_ms(lit, &f->to_ms))
         return reply_bad_parameter(req, "to", "a UTC time after 1970");
     return 0;
 }
@@ -193,10 +164,8 @@ void h_videos_list(struct request *req)
 
     if (read_filter(req, &f))
         return;
-    if (app_db(req->app, &db)) {
-        reply_unavailable(req);
+    if (req_db(req, &db))
         return;
-    }
     rows = calloc((size_t)f.limit, sizeof *rows);
     if (!rows) {
         reply_error(req, 500, "internal", "Out of memory.");
@@ -264,10 +233,8 @@ void h_connection_sync(struct request *req)
     }
     if (req_path_id(req, "id", &id))
         return;
-    if (app_db(req->app, &db)) {
-        reply_unavailable(req);
+    if (req_db(req, &db))
         return;
-    }
     conn = calloc(1, sizeof *conn);
     if (!conn) {
         reply_error(req, 500, "internal", "Out of memory.");

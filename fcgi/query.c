@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "crypto.h"
 #include "err.h"
@@ -138,6 +139,23 @@ int parse_utc_time(const char *s, char *out, size_t cap)
     return 0;
 }
 
+int utc_literal_ms(const char *lit, long long *out)
+{
+    struct tm tm;
+    const char *rest;
+    long long frac = 0, scale = 100;
+
+    memset(&tm, 0, sizeof tm);
+    rest = strptime(lit, "%Y-%m-%d %H:%M:%S", &tm);
+    if (!rest)
+        return CP_EINVAL;
+    if (*rest == '.')
+        for (rest++; *rest >= '0' && *rest <= '9'; rest++, scale /= 10)
+            frac += scale > 0 ? (*rest - '0') * scale : 0;
+    *out = (long long)timegm(&tm) * 1000 + frac;
+    return *out > 0 ? 0 : CP_EINVAL;
+}
+
 int req_path_id(struct request *req, const char *name, long long *out)
 {
     char text[24];
@@ -161,11 +179,37 @@ int req_query(struct request *req, const char *name, char *out, size_t cap)
     return 1;
 }
 
+int req_query_id(struct request *req, const char *name, const char *what, long long *out)
+{
+    char text[32];
+    int rc = req_query(req, name, text, sizeof text);
+
+    if (rc == 1)
+        return 1;
+    if (rc == 0 && parse_id(text, out))
+        return reply_bad_parameter(req, name, what);
+    return 0;
+}
+
 int reply_bad_parameter(struct request *req, const char *name, const char *expected)
 {
     reply_error(req, 400, "invalid_parameter", "The query parameter \"%s\" must be %s.", name,
                 expected);
     return 1;
+}
+
+void reply_unavailable(struct request *req)
+{
+    reply_error(req, 503, "unavailable", "The database is not answering; try again shortly.");
+}
+
+int req_db(struct request *req, struct db **db)
+{
+    if (app_db(req->app, db)) {
+        reply_unavailable(req);
+        return 1;
+    }
+    return 0;
 }
 
 int req_paging(struct request *req, int *limit, long long *cursor)
@@ -226,7 +270,7 @@ void reply_list_query(struct request *req, int built_rc, struct buf *sql,
 
     if (built_rc || app_db(req->app, &db) || db_query(db, buf_str(sql), params, nparams, &r)) {
         buf_free(sql);
-        reply_error(req, 503, "unavailable", "The database is not answering; try again shortly.");
+        reply_unavailable(req);
         return;
     }
     buf_free(sql);

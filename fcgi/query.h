@@ -37,6 +37,10 @@ int parse_id(const char *s, long long *out);
 #define QUERY_TIME_MAX 32
 int parse_utc_time(const char *s, char *out, size_t cap);
 
+/* parse_utc_time's literal ("2026-11-22 05:00:00.000000") as epoch
+ * milliseconds, 0 when after 1970, else CP_EINVAL. */
+int utc_literal_ms(const char *lit, long long *out);
+
 /* For handlers.  Each replies itself when it returns non-zero. */
 
 /* Path parameter name as an id: 0, or 1 after replying 404 (an id that
@@ -47,9 +51,20 @@ int req_path_id(struct request *req, const char *name, long long *out);
  * reply), or 1 after replying 400 invalid_parameter. */
 int req_query(struct request *req, const char *name, char *out, size_t cap);
 
+/* Query parameter name as a row id (parse_id): 0 when present (*out set)
+ * or absent (*out untouched), or 1 after replying 400 invalid_parameter
+ * ("must be what"). */
+int req_query_id(struct request *req, const char *name, const char *what, long long *out);
+
 /* 1 after replying 400 invalid_parameter: "The query parameter "name"
  * must be expected." */
 int reply_bad_parameter(struct request *req, const char *name, const char *expected);
+
+/* Replies 503 unavailable: the database is not answering. */
+void reply_unavailable(struct request *req);
+
+/* The app's database connection: 0, or 1 after reply_unavailable. */
+int req_db(struct request *req, struct db **db);
 
 /* Query parameter name as a UTC time (parse_utc_time): 0 when present,
  * CP_ENOTFOUND when absent (out ""), or 1 after replying 400. */

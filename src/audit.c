@@ -42,6 +42,20 @@ int audit_write(struct db *db, const struct audit_event *ev)
     return rc;
 }
 
+int alert_write(struct db *db, const char *kind, const char *subject_type, long long subject_id,
+                long long user_id, const char *message)
+{
+    struct db_param p[] = {
+        DB_STR(kind), DB_STR(subject_type), DB_I64(subject_id),
+        user_id > 0 ? DB_I64(user_id) : DB_NULL, DB_STR(message),
+    };
+
+    return db_exec(db,
+                   "INSERT INTO alert_events (kind, severity, subject_type, subject_id, user_id,"
+                   " message) VALUES (?, 'warning', ?, ?, ?, ?)",
+                   p, 5, NULL, NULL);
+}
+
 int audit_prune(struct db *db, long long retention_ms, int batch, size_t *deleted)
 {
     unsigned long long affected = 0;

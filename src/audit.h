@@ -28,6 +28,14 @@ struct audit_event {
 
 int audit_write(struct db *db, const struct audit_event *ev);
 
+/* One row of alert_events, severity "warning": kind (e.g. "job.dead")
+ * about subject_type subject_id, for user_id (0 or less: no user), with
+ * message stored as given (the caller bounds it and keeps it UTF-8).
+ * Runs on db as it stands, so inside the caller's transaction when there
+ * is one.  0 or a CP_E* code. */
+int alert_write(struct db *db, const char *kind, const char *subject_type, long long subject_id,
+                long long user_id, const char *message);
+
 /* Delete up to batch events older than retention_ms, oldest first;
  * *deleted is how many went.  Call again while *deleted == batch (small
  * batches keep the table usable meanwhile). */

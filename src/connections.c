@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "connections.h"
+#include "audit.h"
 #include "err.h"
 #include "json.h"
 #include "keyring.h"
@@ -133,6 +134,17 @@ void conn_secrets_clear(struct conn_secrets *s)
     secretbox_wipe(&s->cookies);
 }
 
+struct plat_creds conn_creds(const struct connection *c, const struct conn_secrets *s)
+{
+    return (struct plat_creds){
+        .kind = c->auth_kind,
+        .access_token = buf_str(&s->access_token),
+        .refresh_token = buf_str(&s->refresh_token),
+        .token_secret = buf_str(&s->token_secret),
+        .cookies = buf_str(&s->cookies),
+    };
+}
+
 static struct buf *secret_slot(struct conn_secrets *s, enum secret_col col)
 {
     switch (col) {
@@ -221,18 +233,6 @@ static int reseal_stored(struct secretbox *sb, enum secret_col col, long long id
 
 /* ----------------------------------------------------------- helpers -- */
 
-/* A query that must find exactly one row; CP_ENOTFOUND when it does
- * not.  *out is the caller's to free either way. */
-static int query_one(struct db *db, const char *sql, const struct db_param *params,
-                     size_t nparams, struct db_result **out)
-{
-    int rc = db_query(db, sql, params, nparams, out);
-
-    if (!rc && db_result_rows(*out) != 1)
-        rc = CP_ENOTFOUND;
-    return rc;
-}
-
 /* The platform and auth kind stored in columns col and col + 1 of a
  * locked row; CP_EDB when either is not one this build knows. */
 static int row_platform(const struct db_result *r, size_t col, const struct platform **p,
@@ -264,23 +264,11 @@ static struct db_param time_param(long long ms)
     return ms > 0 ? DB_I64(ms) : DB_NULL;
 }
 
-/* why cut to CONN_ERROR_MAX bytes without splitting a character; text
- * that is not UTF-8 is not stored. */
+/* why cut to cap bytes without splitting a character; text that is not
+ * UTF-8 is not stored. */
 static void clip_text(const char *why, char *out, size_t cap)
 {
-    size_t n = why ? strlen(why) : 0;
-
-    if (n >= cap) {
-        n = cap - 1;
-        while (n > 0 && ((unsigned char)why[n] & 0xC0) == 0x80)
-            n--;
-    }
-    if (n && !json_utf8_valid(why, n)) {
-        snprintf(out, cap, "%s", "(the error message was not readable text)");
-        return;
-    }
-    memcpy(out, why ? why : "", n);
-    out[n] = '\0';
+    json_utf8_clip(out, cap, why, "(the error message was not readable text)");
 }
 
 /* Characters (not bytes) of UTF-8 text. */
@@ -378,7 +366,7 @@ int conn_get(struct db *db, const struct conf *c, const struct conn_scope *scope
     memset(out, 0, sizeof *out);
     if (id <= 0)
         return CP_ENOTFOUND;
-    rc = query_one(db, sql_get, p, 3, &r);
+    rc = db_query_row(db, sql_get, p, 3, &r);
     if (!rc)
         rc = row_to_conn(r, 0, c, out);
     db_result_free(r);
@@ -399,7 +387,7 @@ int conn_open_secrets(struct db *db, struct secretbox *sb, long long id, struct 
     int rc;
 
     memset(out, 0, sizeof *out);
-    rc = query_one(db, sql_get_secrets, p, 1, &r);
+    rc = db_query_row(db, sql_get_secrets, p, 1, &r);
     if (!rc)
         rc = row_to_conn(r, 0, NULL, out);
     for (int col = 0; !rc && col < SEC_COUNT; col++) {
@@ -500,11 +488,7 @@ int conn_list(struct db *db, const struct conf *c, const struct conn_scope *scop
     buf_free(&sql);
     if (rc)
         goto out;
-    rows = db_result_rows(r);
-    if (rows > (size_t)f->limit) {
-        *more = 1;
-        rows = (size_t)f->limit;
-    }
+    rows = db_result_page(r, f->limit, more);
     for (size_t i = 0; i < rows && !rc; i++)
         rc = row_to_conn(r, i, c, &out[i]);
     if (!rc)
@@ -767,7 +751,7 @@ static int store_refresh_tx(struct db *db, void *arg)
     int rc;
 
     sealed_init(&s);
-    rc = query_one(db, sql_lock_secrets, q, 1, &r);
+    rc = db_query_row(db, sql_lock_secrets, q, 1, &r);
     if (rc)
         goto out;
     owner = db_result_int(r, 0, 0);
@@ -844,7 +828,7 @@ static int checked_tx(struct db *db, void *arg)
     long long exp, now, due;
     int rc;
 
-    rc = query_one(db, sql_lock_timing, q, 1, &r);
+    rc = db_query_row(db, sql_lock_timing, q, 1, &r);
     if (rc)
         goto out;
     rc = row_platform(r, 0, &p, &kind);
@@ -879,10 +863,6 @@ static const char sql_needs_reauth[] =
     " last_error = ?,"
     " last_error_at = NOW(3) WHERE id = ?";
 
-static const char sql_reauth_alert[] =
-    "INSERT INTO alert_events (kind, severity, subject_type, subject_id, user_id, message)"
-    " VALUES ('connection.needs_reauth', 'warning', 'connection', ?, ?, ?)";
-
 struct mark {
     long long id;
     const char *why;
@@ -901,7 +881,7 @@ static int needs_reauth_tx(struct db *db, void *arg)
     long long owner;
     int rc;
 
-    rc = query_one(db, sql_lock_status, q, 1, &r);
+    rc = db_query_row(db, sql_lock_status, q, 1, &r);
     if (rc)
         goto out;
     status = db_result_get(r, 0, 4);
@@ -920,10 +900,8 @@ static int needs_reauth_tx(struct db *db, void *arg)
         struct db_param w[] = { DB_STR(why), DB_I64(m->id) };
         rc = db_exec(db, sql_needs_reauth, w, 2, NULL, NULL);
     }
-    if (!rc) {
-        struct db_param a[] = { DB_I64(m->id), DB_I64(owner), DB_STR(message) };
-        rc = db_exec(db, sql_reauth_alert, a, 3, NULL, NULL);
-    }
+    if (!rc)
+        rc = alert_write(db, "connection.needs_reauth", "connection", m->id, owner, message);
 out:
     db_result_free(r);
     return rc;
@@ -951,7 +929,7 @@ static int failed_tx(struct db *db, void *arg)
     char why[CONN_ERROR_MAX + 1], status[32];
     int rc;
 
-    rc = query_one(db, sql_lock_status, q, 1, &r);
+    rc = db_query_row(db, sql_lock_status, q, 1, &r);
     if (rc)
         goto out;
     db_result_text(r, 0, 4, status, sizeof status);
@@ -995,7 +973,7 @@ static int update_tx(struct db *db, void *arg)
     struct db_result *r = NULL;
     int rc;
 
-    rc = query_one(db, sql_lock_scoped, q, 3, &r);
+    rc = db_query_row(db, sql_lock_scoped, q, 3, &r);
     db_result_free(r);
     if (!rc && u->have_display_name) {
         struct db_param w[] = { DB_STR(u->display_name), DB_I64(t->id) };

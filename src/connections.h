@@ -105,6 +105,10 @@ struct conn_secrets {
 void conn_secrets_init(struct conn_secrets *s);
 void conn_secrets_clear(struct conn_secrets *s);
 
+/* The opened credentials as the platform clients take them; the strings
+ * point into s, valid while s is. */
+struct plat_creds conn_creds(const struct connection *c, const struct conn_secrets *s);
+
 /* ---------------------------------------------------------- writing -- */
 
 /* A new or renewed authorisation, from an OAuth callback or cookies. */

@@ -822,9 +822,30 @@ int db_query(struct db *db, const char *sql, const struct db_param *params,
     return 0;
 }
 
+int db_query_row(struct db *db, const char *sql, const struct db_param *params,
+                 size_t nparams, struct db_result **out)
+{
+    int rc = db_query(db, sql, params, nparams, out);
+
+    if (!rc && db_result_rows(*out) != 1)
+        rc = CP_ENOTFOUND;
+    return rc;
+}
+
 size_t db_result_rows(const struct db_result *r)
 {
     return r ? r->rows : 0;
+}
+
+size_t db_result_page(const struct db_result *r, int limit, int *more)
+{
+    size_t rows = db_result_rows(r);
+
+    if (limit >= 0 && rows > (size_t)limit) {
+        *more = 1;
+        rows = (size_t)limit;
+    }
+    return rows;
 }
 
 size_t db_result_cols(const struct db_result *r)

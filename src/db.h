@@ -67,7 +67,16 @@ int db_exec(struct db *db, const char *sql, const struct db_param *params,
 int db_query(struct db *db, const char *sql, const struct db_param *params,
              size_t nparams, struct db_result **out);
 
+/* db_query for one row: CP_ENOTFOUND unless it returns exactly one (the
+ * result is still set then, for the caller to free). */
+int db_query_row(struct db *db, const char *sql, const struct db_param *params,
+                 size_t nparams, struct db_result **out);
+
 size_t db_result_rows(const struct db_result *r);
+
+/* The rows of a page fetched with LIMIT limit + 1: how many to show (at
+ * most limit), with *more set to 1 when a row beyond them came back. */
+size_t db_result_page(const struct db_result *r, int limit, int *more);
 size_t db_result_cols(const struct db_result *r);
 /* Column name of col, or NULL when out of range. */
 const char *db_result_name(const struct db_result *r, size_t col);

@@ -3,6 +3,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -88,6 +89,24 @@ static size_t utf8_invalid_at(const unsigned char *s, size_t len)
 int json_utf8_valid(const char *s, size_t len)
 {
     return utf8_invalid_at((const unsigned char *)s, len) == len;
+}
+
+void json_utf8_clip(char *out, size_t cap, const char *s, const char *unreadable)
+{
+    size_t n = s ? strlen(s) : 0;
+
+    if (n >= cap) {
+        n = cap - 1;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
+    }
+    if (n && !json_utf8_valid(s, n)) {
+        snprintf(out, cap, "%s", unreadable);
+        return;
+    }
+    if (n)
+        memcpy(out, s, n);
+    out[n] = '\0';
 }
 
 static int is_json_space(char c)

@@ -47,6 +47,11 @@ int json_to_buf(struct json_object *obj, struct buf *out);
 /* True when s[0..len) is well-formed UTF-8 (no overlongs, no surrogates). */
 int json_utf8_valid(const char *s, size_t len);
 
+/* s (NULL is "") copied to out, cut to fit cap bytes (cap >= 1) without
+ * splitting a UTF-8 sequence; when the kept part is not UTF-8, out holds
+ * the (ASCII) text unreadable instead, so text columns never refuse it. */
+void json_utf8_clip(char *out, size_t cap, const char *s, const char *unreadable);
+
 /* Writers of one member of an object being built as text: each appends
  * ,"key": and the value (so the object's first member is written by the
  * caller).  A string is escaped; a time (epoch ms) is ISO 8601 UTC with

@@ -14,6 +14,7 @@
 #include "json.h"
 #include "log.h"
 #include "plat_internal.h"
+#include "pub_internal.h"
 #include "publish.h"
 
 /*
@@ -57,66 +58,21 @@ static long long now_ms(void)
 
 /* ------------------------------------------------------------- state -- */
 
-static const char *st_str(struct json_object *st, const char *key)
+static int stop(struct ig *g)
 {
-    const char *s = NULL;
-
-    return json_get_string(st, key, &s) == 0 && *s ? s : NULL;
-}
-
-static long long st_i64(struct json_object *st, const char *key)
-{
-    long long v = 0;
-
-    return json_get_int(st, key, &v) == 0 ? v : 0;
-}
-
-static int st_bool(struct json_object *st, const char *key)
-{
-    int v = 0;
-
-    return json_get_bool(st, key, &v) == 0 && v;
-}
-
-static int st_set(struct json_object *st, const char *key, struct json_object *v)
-{
-    if (!v)
-        return CP_ENOMEM;
-    return json_object_object_add(st, key, v) ? CP_ENOMEM : 0;
-}
-
-static int st_set_str(struct json_object *st, const char *key, const char *v)
-{
-    return st_set(st, key, json_object_new_string(v));
-}
-
-static int st_set_i64(struct json_object *st, const char *key, long long v)
-{
-    return st_set(st, key, json_object_new_int64(v));
-}
-
-static int st_set_bool(struct json_object *st, const char *key, int v)
-{
-    return st_set(st, key, json_object_new_boolean(v));
+    plat_error_set(g->err, PLAT_RETRY, 0, "stopped", "Instagram publishing stopped");
+    return CP_ERETRY;
 }
 
 /* hooks->save; a refusal stops the run (PLAT_RETRY "stopped"). */
 static int save(struct ig *g)
 {
-    if (g->hooks && g->hooks->save && g->hooks->save(g->hooks->arg, g->state)) {
-        plat_error_set(g->err, PLAT_RETRY, 0, "stopped", "Instagram publishing stopped");
-        return CP_ERETRY;
-    }
-    return 0;
+    return pub_hook_save(g->hooks, g->state) ? stop(g) : 0;
 }
 
 static int stopped(struct ig *g)
 {
-    if (g->hooks && g->hooks->should_stop && g->hooks->should_stop(g->hooks->arg)) {
-        plat_error_set(g->err, PLAT_RETRY, 0, "stopped", "Instagram publishing stopped");
-        return CP_ERETRY;
-    }
-    return 0;
+    return pub_hook_should_stop(g->hooks) ? stop(g) : 0;
 }
 
 static int no_memory(struct ig *g, const char *what)
@@ -127,18 +83,7 @@ static int no_memory(struct ig *g, const char *what)
 /* Sleep ms in short slices, returning early (CP_ERETRY) when told to stop. */
 static int nap(struct ig *g, long long ms)
 {
-    while (ms > 0) {
-        long long step = ms < 1000 ? ms : 1000;
-        struct timespec ts = { (time_t)(step / 1000), (long)(step % 1000) * 1000000L };
-        int rc = stopped(g);
-
-        if (rc)
-            return rc;
-        while (nanosleep(&ts, &ts) && errno == EINTR)
-            ;
-        ms -= step;
-    }
-    return stopped(g);
+    return pub_nap(g->hooks, ms, 1000) ? stop(g) : 0;
 }
 
 /* -------------------------------------------------------------- calls -- */
@@ -322,10 +267,10 @@ static int create_container(struct ig *g)
     if (!rc && !(id = plat_json_text(root, "id", scratch, sizeof scratch)))
         rc = plat_error_unexpected(g->err, resp.status, what, "no id");
     if (!rc) {
-        rc = st_set_str(g->state, "container_id", id);
-        rc = rc ? rc : st_set_i64(g->state, "container_at", now_ms());
-        rc = rc ? rc : st_set_str(g->state, "upload", by_url ? "url" : "resumable");
-        rc = rc ? rc : st_set_bool(g->state, "uploaded", by_url);
+        rc = pub_state_set_str(g->state, "container_id", id);
+        rc = rc ? rc : pub_state_set_int(g->state, "container_at", now_ms());
+        rc = rc ? rc : pub_state_set_str(g->state, "upload", by_url ? "url" : "resumable");
+        rc = rc ? rc : pub_state_set_bool(g->state, "uploaded", by_url);
         rc = rc ? no_memory(g, what) : save(g);
         if (!rc)
             log_kv(CP_LOG_INFO, "instagram container made", "container", id, "upload",
@@ -399,7 +344,7 @@ static int upload_answer(struct ig *g, const struct http_response *resp, long lo
 static int upload(struct ig *g)
 {
     static const char what[] = "Instagram upload";
-    const char *cid = st_str(g->state, "container_id");
+    const char *cid = pub_state_str(g->state, "container_id");
     long long total = g->rq->media.bytes, offset = 0;
     char offset_s[32], size_s[32];
     struct buf url, auth;
@@ -429,9 +374,8 @@ static int upload(struct ig *g)
         struct http_response resp;
         int got;
 
-        if (g->hooks && g->hooks->progress && g->hooks->progress(g->hooks->arg, offset, total)) {
-            plat_error_set(g->err, PLAT_RETRY, 0, "stopped", "Instagram publishing stopped");
-            rc = CP_ERETRY;
+        if (pub_hook_progress(g->hooks, offset, total)) {
+            rc = stop(g);
             break;
         }
         snprintf(offset_s, sizeof offset_s, "%lld", offset);
@@ -462,9 +406,8 @@ static int upload(struct ig *g)
         if (got < 0) {
             rc = got;
         } else if (got > 0) {
-            if (g->hooks && g->hooks->progress)
-                g->hooks->progress(g->hooks->arg, total, total);
-            rc = st_set_bool(g->state, "uploaded", 1) ? no_memory(g, what) : save(g);
+            pub_hook_progress(g->hooks, total, total);
+            rc = pub_state_set_bool(g->state, "uploaded", 1) ? no_memory(g, what) : save(g);
             break;
         } else if (++tries >= UPLOAD_TRIES + 2) {
             plat_error_set(g->err, PLAT_RETRY, 200, "upload_incomplete",
@@ -489,7 +432,7 @@ static int container_status(struct ig *g, char *status, size_t cap, char *text, 
     int rc;
 
     rc = graph(g, "GET", NULL, what, &resp, "/%s?fields=status_code,status",
-               st_str(g->state, "container_id"));
+               pub_state_str(g->state, "container_id"));
     if (rc)
         return rc;
     rc = answer_json(g, &resp, what, &root);
@@ -513,7 +456,7 @@ static int container_status(struct ig *g, char *status, size_t cap, char *text, 
 static int poll_container(struct ig *g, char *status, size_t cap, char *text, size_t text_cap)
 {
     long long start = now_ms(), step = POLL_FIRST_MS;
-    long long made = st_i64(g->state, "container_at");
+    long long made = pub_state_int(g->state, "container_at");
     long long deadline = made > 0 ? made + g->c->publish_processing_deadline : 0;
     int rc;
 
@@ -568,9 +511,9 @@ static int done(struct ig *g, const char *media_id, const char *permalink)
 /* Save media_id and permalink, then report the post live. */
 static int finish(struct ig *g, const char *media_id, const char *permalink)
 {
-    int rc = st_set_str(g->state, "media_id", media_id);
+    int rc = pub_state_set_str(g->state, "media_id", media_id);
 
-    rc = rc ? rc : st_set_str(g->state, "permalink", permalink ? permalink : "");
+    rc = rc ? rc : pub_state_set_str(g->state, "permalink", permalink ? permalink : "");
     if (rc)
         return no_memory(g, "Instagram publishing");
     rc = save(g);
@@ -589,7 +532,7 @@ static int finish(struct ig *g, const char *media_id, const char *permalink)
 static int find_published(struct ig *g)
 {
     static const char what[] = "Instagram recent media";
-    long long since = st_i64(g->state, "publish_sent_at") - FIND_SLACK_MS;
+    long long since = pub_state_int(g->state, "publish_sent_at") - FIND_SLACK_MS;
     struct http_response resp;
     struct json_object *root = NULL, *data;
     const char *id = NULL, *link = NULL;
@@ -622,7 +565,7 @@ static int find_published(struct ig *g)
         }
     }
     if (!rc) {
-        snprintf(idbuf, sizeof idbuf, "%s", id ? id : st_str(g->state, "container_id"));
+        snprintf(idbuf, sizeof idbuf, "%s", id ? id : pub_state_str(g->state, "container_id"));
         snprintf(linkbuf, sizeof linkbuf, "%s", id && link ? link : "");
         if (!id)
             log_kv(CP_LOG_WARN, "instagram media of a published container not found", "container",
@@ -665,7 +608,7 @@ enum publish_step { PUBLISHED_NOW, PUBLISH_UNKNOWN, PUBLISH_NOT_READY };
 static int publish_container(struct ig *g, enum publish_step *step)
 {
     static const char what[] = "Instagram media_publish";
-    const char *cid = st_str(g->state, "container_id");
+    const char *cid = pub_state_str(g->state, "container_id");
     long long used, total, duration;
     struct http_response resp;
     struct json_object *root = NULL;
@@ -690,7 +633,7 @@ static int publish_container(struct ig *g, enum publish_step *step)
         g->err->retry_after_ms = g->c->instagram_quota_recheck;
         return CP_ERETRY;
     }
-    if (st_set_i64(g->state, "publish_sent_at", now_ms()))
+    if (pub_state_set_int(g->state, "publish_sent_at", now_ms()))
         return no_memory(g, what);
     rc = save(g);
     if (rc)
@@ -731,7 +674,7 @@ static int publish_container(struct ig *g, enum publish_step *step)
     if (rc)
         return rc;
     /* The media is up: remember it before anything else can fail. */
-    if (st_set_str(g->state, "media_id", media_id))
+    if (pub_state_set_str(g->state, "media_id", media_id))
         return no_memory(g, what);
     rc = save(g);
     if (rc)
@@ -762,13 +705,13 @@ static int run(struct ig *g)
         rc = stopped(g);
         if (rc)
             return rc;
-        if (!st_str(g->state, "container_id")) {
+        if (!pub_state_str(g->state, "container_id")) {
             rc = create_container(g);
             if (rc)
                 return rc;
         }
-        if (!st_bool(g->state, "uploaded")) {
-            const char *kind = st_str(g->state, "upload");
+        if (!pub_state_bool(g->state, "uploaded")) {
+            const char *kind = pub_state_str(g->state, "upload");
 
             if (kind && strcmp(kind, "resumable") == 0) {
                 rc = upload(g);
@@ -783,7 +726,7 @@ static int run(struct ig *g)
             return find_published(g);
         if (strcmp(status, "EXPIRED") == 0) {
             log_kv(CP_LOG_INFO, "instagram container expired: making another", "container",
-                   st_str(g->state, "container_id"), NULL);
+                   pub_state_str(g->state, "container_id"), NULL);
             rc = drop_container(g);
             if (rc)
                 return rc;
@@ -819,9 +762,9 @@ int pub_instagram(struct plat_ctx *pc, const struct pub_request *rq, struct json
         plat_error_set(err, PLAT_FATAL, 0, "bad_state", "Instagram: the publishing state is not an object");
         return CP_EINVAL;
     }
-    media_id = st_str(state, "media_id");
+    media_id = pub_state_str(state, "media_id");
     if (media_id)
-        return done(&g, media_id, st_str(state, "permalink"));
+        return done(&g, media_id, pub_state_str(state, "permalink"));
     rc = plat_need_token(rq->creds ? rq->creds->access_token : NULL, "access",
                          "Instagram publishing", err);
     if (rc)

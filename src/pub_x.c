@@ -16,6 +16,7 @@
 #include "log.h"
 #include "oauth1.h"
 #include "plat_internal.h"
+#include "pub_internal.h"
 #include "publish.h"
 
 /*
@@ -213,48 +214,17 @@ static int stopped(struct xp *x, const char *where)
 
 static int save(struct xp *x)
 {
-    if (x->hooks && x->hooks->save && x->hooks->save(x->hooks->arg, x->state))
-        return stopped(x, "after saving");
-    return 0;
+    return pub_hook_save(x->hooks, x->state) ? stopped(x, "after saving") : 0;
 }
 
 static int should_stop(struct xp *x)
 {
-    return x->hooks && x->hooks->should_stop && x->hooks->should_stop(x->hooks->arg);
+    return pub_hook_should_stop(x->hooks);
 }
 
 static int progress(struct xp *x, long long sent)
 {
-    return x->hooks && x->hooks->progress && x->hooks->progress(x->hooks->arg, sent, x->total);
-}
-
-static long long state_int(struct json_object *state, const char *key)
-{
-    long long v = 0;
-
-    return json_get_int(state, key, &v) == 0 ? v : 0;
-}
-
-static int state_bool(struct json_object *state, const char *key)
-{
-    int v = 0;
-
-    return json_get_bool(state, key, &v) == 0 && v;
-}
-
-static void set_str(struct json_object *state, const char *key, const char *v)
-{
-    json_object_object_add(state, key, v ? json_object_new_string(v) : NULL);
-}
-
-static void set_int(struct json_object *state, const char *key, long long v)
-{
-    json_object_object_add(state, key, json_object_new_int64(v));
-}
-
-static void set_bool(struct json_object *state, const char *key, int v)
-{
-    json_object_object_add(state, key, json_object_new_boolean(v));
+    return pub_hook_progress(x->hooks, sent, x->total);
 }
 
 static int nap(struct xp *x, long long ms, long long sent)
@@ -477,12 +447,12 @@ static int initialize(struct xp *x)
         snprintf(x->media_key, sizeof x->media_key, "%s", key);
     expires = plat_json_seconds(data, "expires_after_secs");
     plat_response_free(&resp);
-    set_str(x->state, "media_id", x->media_id);
-    set_str(x->state, "media_key", x->media_key);
-    set_int(x->state, "media_expires_at", expires ? (long long)time(NULL) + expires : 0);
-    set_int(x->state, "segment", 0);
-    set_int(x->state, "appended", 0);
-    set_bool(x->state, "finalized", 0);
+    pub_state_set_str(x->state, "media_id", x->media_id);
+    pub_state_set_str(x->state, "media_key", x->media_key);
+    pub_state_set_int(x->state, "media_expires_at", expires ? (long long)time(NULL) + expires : 0);
+    pub_state_set_int(x->state, "segment", 0);
+    pub_state_set_int(x->state, "appended", 0);
+    pub_state_set_bool(x->state, "finalized", 0);
     rc = save(x);
 out:
     json_object_put(root);
@@ -528,8 +498,8 @@ static int append_all(struct xp *x)
 {
     static const char what[] = "X media append";
     long long chunk = x->pc->conf->x_chunk_size > 0 ? x->pc->conf->x_chunk_size : 4 << 20;
-    long long segment = state_int(x->state, "segment");
-    long long appended = state_int(x->state, "appended");
+    long long segment = pub_state_int(x->state, "segment");
+    long long appended = pub_state_int(x->state, "appended");
     unsigned char rnd[12];
     char boundary[48], ctype[96];
     struct buf url, body;
@@ -579,8 +549,8 @@ static int append_all(struct xp *x)
         plat_response_free(&resp);
         segment++;
         appended += (long long)len;
-        set_int(x->state, "segment", segment);
-        set_int(x->state, "appended", appended);
+        pub_state_set_int(x->state, "segment", segment);
+        pub_state_set_int(x->state, "appended", appended);
         if ((rc = save(x)))
             goto out;
     }
@@ -604,7 +574,7 @@ static int finalize_and_wait(struct xp *x)
 
     memset(&proc, 0, sizeof proc);
     buf_init(&url, URL_MAX);
-    if (!state_bool(x->state, "finalized")) {
+    if (!pub_state_bool(x->state, "finalized")) {
         if (plat_url(&url, x->pc->conf->x_api_url, "/2/media/upload/%s/finalize", x->media_id)) {
             rc = plat_no_memory(x->err, what_fin);
             goto out;
@@ -632,7 +602,7 @@ static int finalize_and_wait(struct xp *x)
             goto out;
         }
         plat_response_free(&resp);
-        set_bool(x->state, "finalized", 1);
+        pub_state_set_bool(x->state, "finalized", 1);
         if ((rc = save(x)))
             goto out;
     } else {
@@ -658,7 +628,7 @@ static int finalize_and_wait(struct xp *x)
         }
         wait_ms = (proc.check_after_s > 0 ? proc.check_after_s : 1) * 1000;
         /* A resumed run asks at once; the answer says how long to wait. */
-        if (first && state_bool(x->state, "finalized") && proc.check_after_s == 0)
+        if (first && pub_state_bool(x->state, "finalized") && proc.check_after_s == 0)
             wait_ms = 0;
         if (waited_ms + wait_ms > poll_max) {
             plat_error_set(x->err, PLAT_DEFER, 0, "processing",
@@ -708,7 +678,7 @@ static void post_url(struct xp *x, const char *id)
 static int done(struct xp *x, const char *id)
 {
     post_url(x, id);
-    set_str(x->state, "tweet_id", id);
+    pub_state_set_str(x->state, "tweet_id", id);
     return save(x);
 }
 
@@ -720,7 +690,7 @@ static int lookup(struct xp *x)
     struct http_response resp;
     struct buf url;
     char id[PLAT_REMOTE_ID_MAX];
-    long long since = state_int(x->state, "tweet_sent_at");
+    long long since = pub_state_int(x->state, "tweet_sent_at");
     int rc;
 
     buf_init(&url, URL_MAX);
@@ -774,7 +744,7 @@ static int post_once(struct xp *x, int *unknown)
         rc = plat_no_memory(x->err, what);
         goto out;
     }
-    set_int(x->state, "tweet_sent_at", (long long)time(NULL));
+    pub_state_set_int(x->state, "tweet_sent_at", (long long)time(NULL));
     if ((rc = save(x)))
         goto out;
     /* On a connection of its own: curl resends a request whose reused
@@ -841,7 +811,7 @@ static int post(struct xp *x)
 {
     int unknown = 0, rc;
 
-    if (state_int(x->state, "tweet_sent_at") > 0) {
+    if (pub_state_int(x->state, "tweet_sent_at") > 0) {
         rc = lookup(x);
         if (rc != CP_ENOTFOUND)
             return rc;
@@ -890,7 +860,7 @@ static int open_media(struct xp *x)
 static void load_media(struct xp *x)
 {
     const char *id = NULL, *key = NULL;
-    long long expires = state_int(x->state, "media_expires_at");
+    long long expires = pub_state_int(x->state, "media_expires_at");
 
     if (json_get_string(x->state, "media_id", &id) || !*id || strlen(id) >= sizeof x->media_id ||
         (expires > 0 && expires <= (long long)time(NULL) + 60)) {

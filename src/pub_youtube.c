@@ -13,6 +13,7 @@
 #include "json.h"
 #include "log.h"
 #include "plat_internal.h"
+#include "pub_internal.h"
 #include "publish.h"
 
 /*
@@ -198,51 +199,23 @@ static int stopped(struct yt *y)
 
 static int save(struct yt *y)
 {
-    if (y->hooks && y->hooks->save && y->hooks->save(y->hooks->arg, y->state))
-        return stopped(y);
-    return 0;
+    return pub_hook_save(y->hooks, y->state) ? stopped(y) : 0;
 }
 
 static int should_stop(struct yt *y)
 {
-    return y->hooks && y->hooks->should_stop && y->hooks->should_stop(y->hooks->arg);
+    return pub_hook_should_stop(y->hooks);
 }
 
 static int progress(struct yt *y)
 {
-    if (y->hooks && y->hooks->progress && y->hooks->progress(y->hooks->arg, y->offset, y->total))
-        return stopped(y);
-    return 0;
-}
-
-static void state_set_str(struct json_object *state, const char *key, const char *v)
-{
-    json_object_object_add(state, key, v ? json_object_new_string(v) : NULL);
-}
-
-static void state_set_int(struct json_object *state, const char *key, long long v)
-{
-    json_object_object_add(state, key, json_object_new_int64(v));
-}
-
-static long long state_int(struct json_object *state, const char *key)
-{
-    long long v = 0;
-
-    return json_get_int(state, key, &v) == 0 ? v : 0;
+    return pub_hook_progress(y->hooks, y->offset, y->total) ? stopped(y) : 0;
 }
 
 /* Sleep ms in small steps; 1 when told to stop on the way. */
 static int nap(struct yt *y, long long ms)
 {
-    for (long long slept = 0; slept < ms; slept += NAP_STEP_MS) {
-        struct timespec ts = { 0, NAP_STEP_MS * 1000000L };
-
-        if (should_stop(y))
-            return 1;
-        nanosleep(&ts, NULL);
-    }
-    return should_stop(y);
+    return pub_nap(y->hooks, ms, NAP_STEP_MS);
 }
 
 static int finish(struct yt *y, const char *video_id)
@@ -268,7 +241,7 @@ static int read_video(struct yt *y, const struct http_response *resp)
         json_object_put(root);
         return plat_error_unexpected(y->err, resp->status, "YouTube upload", "no video id");
     }
-    state_set_str(y->state, "video_id", id);
+    pub_state_set_str(y->state, "video_id", id);
     finish(y, id);
     json_object_put(root);
     rc = save(y);
@@ -347,10 +320,10 @@ static int start_session(struct yt *y)
     plat_response_free(&resp);
     snprintf(y->session, sizeof y->session, "%s", buf_str(&loc));
     y->offset = 0;
-    state_set_str(y->state, "session_uri", y->session);
-    state_set_int(y->state, "total", y->total);
-    state_set_int(y->state, "offset", 0);
-    state_set_str(y->state, "video_id", NULL);
+    pub_state_set_str(y->state, "session_uri", y->session);
+    pub_state_set_int(y->state, "total", y->total);
+    pub_state_set_int(y->state, "offset", 0);
+    pub_state_set_str(y->state, "video_id", NULL);
     rc = save(y);
 out:
     buf_free(&url);
@@ -492,9 +465,9 @@ static void load_session(struct yt *y)
     const char *uri = NULL;
 
     if (json_get_string(y->state, "session_uri", &uri) == 0 && *uri &&
-        strlen(uri) < sizeof y->session && state_int(y->state, "total") == y->total)
+        strlen(uri) < sizeof y->session && pub_state_int(y->state, "total") == y->total)
         snprintf(y->session, sizeof y->session, "%s", uri);
-    y->offset = state_int(y->state, "offset");
+    y->offset = pub_state_int(y->state, "offset");
 }
 
 static int upload(struct yt *y)
@@ -515,7 +488,7 @@ static int upload(struct yt *y)
             log_kv(CP_LOG_INFO, "youtube upload session gone: starting a new one", LOG_END);
             y->session[0] = '\0';
         } else {
-            state_set_int(y->state, "offset", y->offset);
+            pub_state_set_int(y->state, "offset", y->offset);
             if ((rc = save(y)))
                 return rc;
         }
@@ -560,7 +533,7 @@ static int upload(struct yt *y)
             log_kv(CP_LOG_INFO, "youtube upload session gone: starting a new one", LOG_END);
             y->session[0] = '\0';
             y->offset = 0;
-            state_set_str(y->state, "session_uri", NULL);
+            pub_state_set_str(y->state, "session_uri", NULL);
             continue;
         case PUT_PROGRESS:
         case PUT_FAILED:
@@ -574,7 +547,7 @@ static int upload(struct yt *y)
                            y->offset);
             return CP_ERETRY;
         }
-        state_set_int(y->state, "offset", y->offset);
+        pub_state_set_int(y->state, "offset", y->offset);
         if ((rc = save(y)))
             return rc;
     }

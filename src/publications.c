@@ -15,6 +15,7 @@
 
 #include <json-c/json.h>
 
+#include "audit.h"
 #include "err.h"
 #include "json.h"
 #include "log.h"
@@ -26,6 +27,8 @@
 #define ALERT_MESSAGE_MAX 1024
 #define ALERT_WHY_MAX 512
 #define WORDS_TEXT_MAX 65535
+/* Stored for text that is not UTF-8. */
+#define UNREADABLE "(not readable text)"
 
 /* FROM_UNIXTIME's last second: later bounds hold every row. */
 #define TIMESTAMP_MAX_MS 2147483647000LL
@@ -69,26 +72,6 @@ int pub_state_parse(const char *name, enum pub_state *out)
 }
 
 /* ----------------------------------------------------------- helpers -- */
-
-/* s cut to fit cap bytes without splitting a UTF-8 sequence; text that
- * is not UTF-8 is replaced rather than stored. */
-static void clip_utf8(char *out, size_t cap, const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-
-    if (n >= cap) {
-        n = cap - 1;
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-            n--;
-    }
-    if (n && !json_utf8_valid(s, n)) {
-        snprintf(out, cap, "%s", "(not readable text)");
-        return;
-    }
-    if (n)
-        memcpy(out, s, n);
-    out[n] = '\0';
-}
 
 static int is_final(const char *state)
 {
@@ -140,10 +123,8 @@ static int settle(struct db *db, long long id)
 {
     struct db_param p[] = { DB_I64(id) };
     struct db_result *r = NULL;
-    int rc = db_query(db, "SELECT state FROM publications WHERE id = ?", p, 1, &r);
+    int rc = db_query_row(db, "SELECT state FROM publications WHERE id = ?", p, 1, &r);
 
-    if (!rc && db_result_rows(r) != 1)
-        rc = CP_ENOTFOUND;
     if (!rc && is_final(db_result_get(r, 0, 0)))
         rc = CP_ECONFLICT;
     db_result_free(r);
@@ -274,13 +255,11 @@ static int load_fan_video(struct db *db, long long video_id, struct fan_video *v
     int rc;
 
     memset(v, 0, sizeof *v);
-    rc = db_query(db,
-                  "SELECT state, connection_id, user_id,"
-                  " CAST(UNIX_TIMESTAMP(COALESCE(remote_created_at, created_at)) AS SIGNED),"
-                  " probe_duration_ms, duration_s, title, description FROM videos WHERE id = ?",
-                  p, 1, &r);
-    if (!rc && db_result_rows(r) != 1)
-        rc = CP_ENOTFOUND;
+    rc = db_query_row(db,
+                      "SELECT state, connection_id, user_id,"
+                      " CAST(UNIX_TIMESTAMP(COALESCE(remote_created_at, created_at)) AS SIGNED),"
+                      " probe_duration_ms, duration_s, title, description FROM videos WHERE id = ?",
+                      p, 1, &r);
     if (!rc && strcmp(db_result_get(r, 0, 0) ? db_result_get(r, 0, 0) : "", "ready") != 0)
         rc = CP_ECONFLICT;
     if (rc)
@@ -448,9 +427,7 @@ int pub_load(struct db *db, long long id, struct publication *out)
     memset(out, 0, sizeof *out);
     if (id <= 0)
         return CP_ENOTFOUND;
-    rc = db_query(db, "SELECT " PUB_COLS " FROM publications p WHERE p.id = ?", p, 1, &r);
-    if (!rc && db_result_rows(r) != 1)
-        rc = CP_ENOTFOUND;
+    rc = db_query_row(db, "SELECT " PUB_COLS " FROM publications p WHERE p.id = ?", p, 1, &r);
     if (!rc)
         rc = row_to_pub(r, 0, out);
     if (rc)
@@ -483,9 +460,9 @@ int pub_set_texts(struct db *db, long long id, const char *caption, const char *
 
     if (!cap)
         return CP_ENOMEM;
-    clip_utf8(cap, PUB_CAPTION_MAX, caption);
-    clip_utf8(t, sizeof t, title);
-    clip_utf8(profile, sizeof profile, media_profile);
+    json_utf8_clip(cap, PUB_CAPTION_MAX, caption, UNREADABLE);
+    json_utf8_clip(t, sizeof t, title, UNREADABLE);
+    json_utf8_clip(profile, sizeof profile, media_profile, UNREADABLE);
     {
         struct db_param p[] = { DB_STR(cap), DB_STR(t), DB_STR(profile), DB_I64(id) };
 
@@ -530,7 +507,7 @@ int pub_mark_published(struct db *db, long long id, const char *remote_id, const
     if (!remote_id || !*remote_id || strlen(remote_id) >= sizeof rid)
         return CP_EINVAL;
     snprintf(rid, sizeof rid, "%s", remote_id);
-    clip_utf8(u, sizeof u, url && strlen(url) < sizeof u ? url : "");
+    json_utf8_clip(u, sizeof u, url && strlen(url) < sizeof u ? url : "", UNREADABLE);
     {
         struct db_param p[] = { DB_STR(rid), DB_STR(u), DB_I64(id) };
 
@@ -551,7 +528,7 @@ int pub_mark_deferred(struct db *db, long long id, long long until_ms, const cha
     if (until_ms <= 0)
         return CP_EINVAL;
     snprintf(full, sizeof full, "deferred:%s", code && *code ? code : "quota");
-    clip_utf8(text, sizeof text, why);
+    json_utf8_clip(text, sizeof text, why, UNREADABLE);
     {
         struct db_param p[] = { DB_DOUBLE((double)until_ms), DB_STR(full), DB_STR(text), DB_I64(id) };
 
@@ -568,8 +545,8 @@ int pub_note_error(struct db *db, long long id, const char *code, const char *wh
 {
     char c[64], text[PUB_ERROR_MAX + 1];
 
-    clip_utf8(c, sizeof c, code && *code ? code : "error");
-    clip_utf8(text, sizeof text, why);
+    json_utf8_clip(c, sizeof c, code && *code ? code : "error", UNREADABLE);
+    json_utf8_clip(text, sizeof text, why, UNREADABLE);
     {
         struct db_param p[] = { DB_STR(c), DB_STR(text), DB_I64(id) };
 
@@ -594,7 +571,7 @@ static int write_fail_alert(struct db *db, long long id, long long owner, long l
     struct buf m;
     int rc;
 
-    clip_utf8(text, sizeof text, why);
+    json_utf8_clip(text, sizeof text, why, UNREADABLE);
     buf_init(&m, ALERT_MESSAGE_MAX);
     rc = buf_printf(&m, "{\"publication_id\":%lld,\"video_id\":%lld", id, video_id);
     rc = rc ? rc : json_member_str(&m, "platform", platform ? platform : "");
@@ -602,14 +579,8 @@ static int write_fail_alert(struct db *db, long long id, long long owner, long l
     rc = rc ? rc : json_member_str(&m, "error_code", code);
     rc = rc ? rc : json_member_str(&m, "message", text);
     rc = rc ? rc : buf_addc(&m, '}');
-    if (!rc) {
-        struct db_param a[] = { DB_I64(id), DB_I64(owner), DB_STR(buf_str(&m)) };
-
-        rc = db_exec(db,
-                     "INSERT INTO alert_events (kind, severity, subject_type, subject_id, user_id,"
-                     " message) VALUES ('publication.failed', 'warning', 'publication', ?, ?, ?)",
-                     a, 3, NULL, NULL);
-    }
+    if (!rc)
+        rc = alert_write(db, "publication.failed", "publication", id, owner, buf_str(&m));
     buf_free(&m);
     return rc;
 }
@@ -624,12 +595,10 @@ static int fail_locked(struct db *db, long long id, const char *code, const char
     const char *state;
     int rc;
 
-    rc = db_query(db,
-                  "SELECT state, user_id, video_id, platform, connection_id FROM publications"
-                  " WHERE id = ? FOR UPDATE",
-                  q, 1, &r);
-    if (!rc && db_result_rows(r) != 1)
-        rc = CP_ENOTFOUND;
+    rc = db_query_row(db,
+                      "SELECT state, user_id, video_id, platform, connection_id FROM publications"
+                      " WHERE id = ? FOR UPDATE",
+                      q, 1, &r);
     if (rc)
         goto out;
     state = db_result_get(r, 0, 0);
@@ -637,8 +606,8 @@ static int fail_locked(struct db *db, long long id, const char *code, const char
         rc = CP_ECONFLICT;
         goto out;
     }
-    clip_utf8(c, sizeof c, code && *code ? code : "failed");
-    clip_utf8(text, sizeof text, why && *why ? why : "failed");
+    json_utf8_clip(c, sizeof c, code && *code ? code : "failed", UNREADABLE);
+    json_utf8_clip(text, sizeof text, why && *why ? why : "failed", UNREADABLE);
     {
         struct db_param p[] = { DB_STR(c), DB_STR(text), DB_I64(id) };
 
@@ -686,11 +655,9 @@ int pub_get(struct db *db, const struct conn_scope *scope, long long id, struct 
     memset(out, 0, sizeof *out);
     if (id <= 0)
         return CP_ENOTFOUND;
-    rc = db_query(db,
-                  "SELECT " PUB_COLS " FROM publications p WHERE p.id = ? AND (? = 1 OR p.user_id = ?)",
-                  p, 3, &r);
-    if (!rc && db_result_rows(r) != 1)
-        rc = CP_ENOTFOUND;
+    rc = db_query_row(db,
+                      "SELECT " PUB_COLS " FROM publications p WHERE p.id = ? AND (? = 1 OR p.user_id = ?)",
+                      p, 3, &r);
     if (!rc)
         rc = row_to_pub(r, 0, out);
     if (rc)
@@ -771,11 +738,7 @@ int pub_list(struct db *db, const struct conn_scope *scope, const struct pub_fil
     buf_free(&sql);
     if (rc)
         goto out;
-    rows = db_result_rows(r);
-    if (rows > (size_t)f->limit) {
-        *more = 1;
-        rows = (size_t)f->limit;
-    }
+    rows = db_result_page(r, f->limit, more);
     for (size_t i = 0; i < rows && !rc; i++)
         rc = row_to_pub(r, i, &out[i]);
     if (!rc)
@@ -914,12 +877,10 @@ static int retry_tx(struct db *db, void *arg)
     int rc;
 
     t->job_id = 0;
-    rc = db_query(db,
-                  "SELECT state, user_id, COALESCE(job_id, 0) FROM publications"
-                  " WHERE id = ? AND (? = 1 OR user_id = ?) FOR UPDATE",
-                  q, 3, &r);
-    if (!rc && db_result_rows(r) != 1)
-        rc = CP_ENOTFOUND;
+    rc = db_query_row(db,
+                      "SELECT state, user_id, COALESCE(job_id, 0) FROM publications"
+                      " WHERE id = ? AND (? = 1 OR user_id = ?) FOR UPDATE",
+                      q, 3, &r);
     if (rc)
         goto out;
     state = db_result_get(r, 0, 0);

@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "db.h"
+#include "audit.h"
 #include "err.h"
 #include "jobkinds.h"
 #include "json.h"
@@ -805,10 +806,6 @@ static const char sql_attempt_row[] =
     " SELECT j.id, ?, ?, ?, ?, ?, COALESCE(w.host, ''), w.pid, j.claimed_at"
     " FROM jobs j LEFT JOIN workers w ON w.id = ? WHERE j.id = ?";
 
-static const char sql_dead_alert[] =
-    "INSERT INTO alert_events (kind, severity, subject_type, subject_id, user_id, message)"
-    " VALUES ('job.dead', 'warning', 'job', ?, ?, ?)";
-
 static enum job_state decided_state(const struct retry_decision *d)
 {
     switch (d->action) {
@@ -887,10 +884,7 @@ static int end_attempt(struct db *db, const struct attempt_end *e, enum job_stat
         buf_free(&m);
         if (rc)
             return rc;
-        struct db_param al[] = {
-            DB_I64(e->id), e->user_id ? DB_I64(e->user_id) : DB_NULL, DB_STR(message),
-        };
-        rc = db_exec(db, sql_dead_alert, al, 3, NULL, NULL);
+        rc = alert_write(db, "job.dead", "job", e->id, e->user_id, message);
         if (rc)
             return rc;
     }

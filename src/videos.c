@@ -14,6 +14,8 @@
 #define TX_ATTEMPTS 5
 #define LIST_LIMIT_MAX 200
 #define ERROR_MAX 1024
+/* Stored for text that is not UTF-8. */
+#define UNREADABLE "(not readable text)"
 
 #define MS(col) "COALESCE(CAST(UNIX_TIMESTAMP(" col ") * 1000 AS SIGNED), 0)"
 
@@ -39,25 +41,6 @@ int video_state_parse(const char *name, enum video_state *out)
 }
 
 /* ----------------------------------------------------------- helpers -- */
-
-/* s cut to fit cap bytes without splitting a UTF-8 sequence. */
-static void clip_utf8(char *out, size_t cap, const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-
-    if (n >= cap) {
-        n = cap - 1;
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-            n--;
-    }
-    if (n && !json_utf8_valid(s, n)) {
-        snprintf(out, cap, "%s", "(not readable text)");
-        return;
-    }
-    if (n)
-        memcpy(out, s, n);
-    out[n] = '\0';
-}
 
 static struct db_param opt_i64(long long v)
 {
@@ -140,9 +123,7 @@ int video_get(struct db *db, const struct conn_scope *scope, long long id, struc
     memset(out, 0, sizeof *out);
     if (id <= 0)
         return CP_ENOTFOUND;
-    rc = db_query(db, sql_get, p, 3, &r);
-    if (!rc && db_result_rows(r) != 1)
-        rc = CP_ENOTFOUND;
+    rc = db_query_row(db, sql_get, p, 3, &r);
     if (!rc)
         rc = row_to_video(r, 0, out);
     if (rc)
@@ -207,11 +188,7 @@ int video_list(struct db *db, const struct conn_scope *scope, const struct video
     buf_free(&sql);
     if (rc)
         goto out;
-    rows = db_result_rows(r);
-    if (rows > (size_t)f->limit) {
-        *more = 1;
-        rows = (size_t)f->limit;
-    }
+    rows = db_result_page(r, f->limit, more);
     for (size_t i = 0; i < rows && !rc; i++)
         rc = row_to_video(r, i, &out[i]);
     if (!rc)
@@ -255,8 +232,8 @@ static int record_tx(struct db *db, void *arg)
         unsigned long long affected = 0, id = 0;
         int rc;
 
-        clip_utf8(title, sizeof title, v->title);
-        clip_utf8(description, sizeof description, v->description);
+        json_utf8_clip(title, sizeof title, v->title, UNREADABLE);
+        json_utf8_clip(description, sizeof description, v->description, UNREADABLE);
         {
             struct db_param p[] = {
                 DB_I64(t->user_id), DB_I64(t->conn_id), DB_STR(v->remote_id),
@@ -314,10 +291,7 @@ static int read_state(struct db *db, long long id, enum video_state *state, long
 {
     struct db_param p[] = { DB_I64(id) };
     struct db_result *r = NULL;
-    int rc = db_query(db, "SELECT state, user_id FROM videos WHERE id = ? FOR UPDATE", p, 1, &r);
-
-    if (!rc && db_result_rows(r) != 1)
-        rc = CP_ENOTFOUND;
+    int rc = db_query_row(db, "SELECT state, user_id FROM videos WHERE id = ? FOR UPDATE", p, 1, &r);
     if (!rc && video_state_parse(db_result_get(r, 0, 0), state))
         rc = CP_EDB;
     if (!rc && user)
@@ -457,7 +431,7 @@ int video_mark_failed(struct db *db, long long id, const char *why)
     unsigned long long affected = 0;
     int rc;
 
-    clip_utf8(text, sizeof text, why && *why ? why : "failed");
+    json_utf8_clip(text, sizeof text, why && *why ? why : "failed", UNREADABLE);
     {
         struct db_param p[] = { DB_STR(text), DB_I64(id) };
 

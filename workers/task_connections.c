@@ -93,13 +93,7 @@ static int platform_failed(struct task_ctx *ctx, long long id, const struct plat
 static int refresh_one(struct task_ctx *ctx, const struct platform *p, const struct connection *conn,
                        const struct conn_secrets *s, struct secretbox *sb, struct plat_ctx *pc)
 {
-    struct plat_creds creds = {
-        .kind = conn->auth_kind,
-        .access_token = buf_str(&s->access_token),
-        .refresh_token = buf_str(&s->refresh_token),
-        .token_secret = buf_str(&s->token_secret),
-        .cookies = buf_str(&s->cookies),
-    };
+    struct plat_creds creds = conn_creds(conn, s);
     struct plat_error err = { 0 };
     struct plat_tokens tok = { 0 };
     struct plat_account acct;

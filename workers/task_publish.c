@@ -485,13 +485,7 @@ static int refresh_tokens(struct run *r, struct plat_error *err)
         return 0;                       /* someone else renewed them */
     }
     {
-        struct plat_creds creds = {
-            .kind = r->conn->auth_kind,
-            .access_token = buf_str(&r->secrets.access_token),
-            .refresh_token = buf_str(&r->secrets.refresh_token),
-            .token_secret = buf_str(&r->secrets.token_secret),
-            .cookies = buf_str(&r->secrets.cookies),
-        };
+        struct plat_creds creds = conn_creds(r->conn, &r->secrets);
 
         rc = p->refresh(&pc, &creds, &tok, err);
     }
@@ -535,13 +529,7 @@ static int publish(struct run *r)
             goto reauth;
     }
     for (;;) {
-        struct plat_creds creds = {
-            .kind = r->conn->auth_kind,
-            .access_token = buf_str(&r->secrets.access_token),
-            .refresh_token = buf_str(&r->secrets.refresh_token),
-            .token_secret = buf_str(&r->secrets.token_secret),
-            .cookies = buf_str(&r->secrets.cookies),
-        };
+        struct plat_creds creds = conn_creds(r->conn, &r->secrets);
         struct pub_hooks hooks = { r, hook_save, hook_progress, hook_should_stop };
         struct pub_request rq = {
             .publication_id = r->pub->id,

@@ -247,10 +247,7 @@ static int sync_connection(struct task_ctx *ctx, const struct connection *conn,
 {
     struct sync_run s = {
         .ctx = ctx, .conn = conn, .pc = { ctx->conf, sync_http },
-        .creds = { .kind = conn->auth_kind, .access_token = buf_str(&secrets->access_token),
-                   .refresh_token = buf_str(&secrets->refresh_token),
-                   .token_secret = buf_str(&secrets->token_secret),
-                   .cookies = buf_str(&secrets->cookies) },
+        .creds = conn_creds(conn, secrets),
         .first = !conn->initial_sync_done,
     };
     size_t cap;
