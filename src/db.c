@@ -1166,3 +1166,24 @@ void db_result_text(const struct db_result *r, size_t row, size_t col, char *out
 
     snprintf(out, cap, "%s", s ? s : "");
 }
+
+/* FROM_UNIXTIME's last second. */
+#define FROM_UNIXTIME_MAX_MS 2147483647000LL
+
+int db_where_time_range(struct buf *sql, const char *column, long long from_ms, long long to_ms,
+                        struct db_param *p, size_t *np)
+{
+    int rc = 0;
+
+    if (from_ms > FROM_UNIXTIME_MAX_MS)
+        return buf_adds(sql, " AND 0");
+    if (from_ms) {
+        rc = buf_printf(sql, " AND %s >= FROM_UNIXTIME(? / 1000)", column);
+        p[(*np)++] = DB_DOUBLE((double)from_ms);
+    }
+    if (!rc && to_ms && to_ms <= FROM_UNIXTIME_MAX_MS) {
+        rc = buf_printf(sql, " AND %s < FROM_UNIXTIME(? / 1000)", column);
+        p[(*np)++] = DB_DOUBLE((double)to_ms);
+    }
+    return rc;
+}

@@ -69,6 +69,14 @@ int db_query(struct db *db, const char *sql, const struct db_param *params,
 
 /* db_query for one row: CP_ENOTFOUND unless it returns exactly one (the
  * result is still set then, for the caller to free). */
+/* Append " AND column >= FROM_UNIXTIME(from) AND column < FROM_UNIXTIME(to)"
+ * to a WHERE clause for an epoch-ms range (0 = open), binding into
+ * p[*np...] (room for two).  FROM_UNIXTIME ends in 2038: a later "to" is
+ * open, a later "from" matches nothing. */
+struct buf;
+int db_where_time_range(struct buf *sql, const char *column, long long from_ms, long long to_ms,
+                        struct db_param *p, size_t *np);
+
 int db_query_row(struct db *db, const char *sql, const struct db_param *params,
                  size_t nparams, struct db_result **out);
 

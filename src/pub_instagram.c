@@ -754,10 +754,7 @@ int pub_instagram(struct plat_ctx *pc, const struct pub_request *rq, struct json
     const char *media_id;
     int rc;
 
-    memset(res, 0, sizeof *res);
-    memset(quota, 0, sizeof *quota);
-    quota->remaining = -1;
-    memset(err, 0, sizeof *err);
+    pub_outputs_reset(res, quota, err);
     if (!state || !json_object_is_type(state, json_type_object)) {
         plat_error_set(err, PLAT_FATAL, 0, "bad_state", "Instagram: the publishing state is not an object");
         return CP_EINVAL;

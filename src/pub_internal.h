@@ -28,6 +28,10 @@ int pub_state_set_bool(struct json_object *state, const char *key, int v);
 
 /* The hooks, each a no-op answering 0 when hooks or the hook is NULL.
  * Non-zero: the publisher must stop (see struct pub_hooks). */
+/* Every publisher starts by clearing its outputs: no result, no quota
+ * news (remaining -1 = not said), no error. */
+void pub_outputs_reset(struct pub_result *res, struct pub_quota *quota, struct plat_error *err);
+
 int pub_hook_save(const struct pub_hooks *hooks, struct json_object *state);
 int pub_hook_progress(const struct pub_hooks *hooks, long long sent, long long total);
 int pub_hook_should_stop(const struct pub_hooks *hooks);

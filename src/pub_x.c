@@ -905,10 +905,7 @@ int pub_x(struct plat_ctx *pc, const struct pub_request *rq, struct json_object 
     const char *tweet_id = NULL;
     int rc;
 
-    memset(res, 0, sizeof *res);
-    memset(quota, 0, sizeof *quota);
-    quota->remaining = -1;
-    memset(err, 0, sizeof *err);
+    pub_outputs_reset(res, quota, err);
     if (json_get_string(state, "tweet_id", &tweet_id) == 0 && *tweet_id &&
         strlen(tweet_id) < PLAT_REMOTE_ID_MAX) {
         post_url(&x, tweet_id);

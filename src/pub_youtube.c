@@ -563,10 +563,7 @@ int pub_youtube(struct plat_ctx *pc, const struct pub_request *rq, struct json_o
     const char *video_id = NULL;
     int rc;
 
-    memset(res, 0, sizeof *res);
-    memset(quota, 0, sizeof *quota);
-    quota->remaining = -1;
-    memset(err, 0, sizeof *err);
+    pub_outputs_reset(res, quota, err);
     if (json_get_string(state, "video_id", &video_id) == 0 && *video_id &&
         strlen(video_id) < PLAT_REMOTE_ID_MAX)
         return finish(&y, video_id);

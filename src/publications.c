@@ -30,9 +30,6 @@
 /* Stored for text that is not UTF-8. */
 #define UNREADABLE "(not readable text)"
 
-/* FROM_UNIXTIME's last second: later bounds hold every row. */
-#define TIMESTAMP_MAX_MS 2147483647000LL
-
 #define MS(col) "COALESCE(CAST(UNIX_TIMESTAMP(" col ") * 1000 AS SIGNED), 0)"
 
 /* Every column struct publication holds, in row_to_pub's order. */
@@ -685,8 +682,6 @@ int pub_list(struct db *db, const struct conn_scope *scope, const struct pub_fil
         return CP_EINVAL;
     if (f->have_platform && !(pl = platform_get(f->platform)))
         return CP_EINVAL;
-    if (f->from_ms > TIMESTAMP_MAX_MS)
-        return 0;                       /* nothing is made that late */
     if (!conn_scope_all(scope)) {
         if (user && user != scope->user_id)
             return 0;
@@ -722,14 +717,8 @@ int pub_list(struct db *db, const struct conn_scope *scope, const struct pub_fil
         rc = buf_adds(&sql, " AND p.video_id = ?");
         p[np++] = DB_I64(f->video_id);
     }
-    if (!rc && f->from_ms) {
-        rc = buf_adds(&sql, " AND p.created_at >= FROM_UNIXTIME(? / 1000)");
-        p[np++] = DB_DOUBLE((double)f->from_ms);
-    }
-    if (!rc && f->to_ms && f->to_ms <= TIMESTAMP_MAX_MS) {
-        rc = buf_adds(&sql, " AND p.created_at < FROM_UNIXTIME(? / 1000)");
-        p[np++] = DB_DOUBLE((double)f->to_ms);
-    }
+    if (!rc)
+        rc = db_where_time_range(&sql, "p.created_at", f->from_ms, f->to_ms, p, &np);
     if (!rc)
         rc = buf_adds(&sql, " ORDER BY p.id DESC LIMIT ?");
     p[np++] = DB_I64(f->limit + 1);

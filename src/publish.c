@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <string.h>
 #include <time.h>
 
 #include "err.h"
@@ -104,4 +105,12 @@ int pub_nap(const struct pub_hooks *hooks, long long ms, long long step_ms)
         ms -= step;
     }
     return pub_hook_should_stop(hooks);
+}
+
+void pub_outputs_reset(struct pub_result *res, struct pub_quota *quota, struct plat_error *err)
+{
+    memset(res, 0, sizeof *res);
+    memset(quota, 0, sizeof *quota);
+    quota->remaining = -1;
+    memset(err, 0, sizeof *err);
 }

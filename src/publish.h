@@ -26,7 +26,8 @@
  *              looked for among the account's recent posts before any
  *              resend.
  *
- * A publisher returns 0 when the post is live (*res filled), or a CP_E*
+ * A publisher clears *res, *quota and *err first, then returns 0 when
+ * the post is live (*res filled), or a CP_E*
  * code with *err classified (enum plat_outcome):
  *   PLAT_RETRY   transient; the state saved so far is kept, run again;
  *   PLAT_DEFER   rate limited / out of quota / still processing: come back

@@ -172,14 +172,8 @@ int video_list(struct db *db, const struct conn_scope *scope, const struct video
         rc = buf_adds(&sql, " AND state = ?");
         p[np++] = DB_STR(state_names[f->state]);
     }
-    if (!rc && f->from_ms) {
-        rc = buf_adds(&sql, " AND remote_created_at >= FROM_UNIXTIME(? / 1000)");
-        p[np++] = DB_DOUBLE((double)f->from_ms);
-    }
-    if (!rc && f->to_ms) {
-        rc = buf_adds(&sql, " AND remote_created_at < FROM_UNIXTIME(? / 1000)");
-        p[np++] = DB_DOUBLE((double)f->to_ms);
-    }
+    if (!rc)
+        rc = db_where_time_range(&sql, "remote_created_at", f->from_ms, f->to_ms, p, &np);
     if (!rc)
         rc = buf_adds(&sql, " ORDER BY id DESC LIMIT ?");
     p[np++] = DB_I64(f->limit + 1);

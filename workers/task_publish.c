@@ -511,9 +511,9 @@ static int publish(struct run *r)
     struct plat_ctx pc = { r->ctx->conf, r->http };
     struct quota_charge charges[QUOTA_CHARGES_MAX];
     size_t ncharges = 0;
-    struct pub_result res;
-    struct pub_quota q;
-    struct plat_error err;
+    struct pub_result res = { 0 };
+    struct pub_quota q = { 0 };
+    struct plat_error err = { 0 };
     char why[WHY_MAX];
     int rc;
 
@@ -548,10 +548,6 @@ static int publish(struct run *r)
             },
         };
 
-        memset(&res, 0, sizeof res);
-        memset(&q, 0, sizeof q);
-        q.remaining = -1;
-        memset(&err, 0, sizeof err);
         if (r->shown < PUB_UPLOADING || r->shown == PUB_DEFERRED) {
             enum pub_state s = state_of_remote(r->pub->platform, r->remote);
 
